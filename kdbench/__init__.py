@@ -1,0 +1,23 @@
+"""kdbench: a benchmarking harness for knowledge distillation.
+
+This module is the public API plugins import; nothing else of kdbench is promised.
+"""
+
+import pluggy
+
+from kdbench.datasets import DatasetFile, DatasetSpec
+from kdbench.errors import IncompatibleCombination, UserError
+from kdbench.kinds.classification import ClassificationTask, stratified_split
+from kdbench.method import Method
+from kdbench.model import ModelOutput, ModelSpec
+from kdbench.recipe import Recipe
+from kdbench.task import Batch, Task, TaskSpec
+from kdbench.training import TrainContext, train
+
+hookimpl = pluggy.HookimplMarker("kdbench")
+
+__all__ = [
+    "Batch", "ClassificationTask", "DatasetFile", "DatasetSpec", "IncompatibleCombination", "Method",
+    "ModelOutput", "ModelSpec", "Recipe", "Task", "TaskSpec", "TrainContext", "UserError", "hookimpl",
+    "stratified_split", "train",
+]

@@ -1,0 +1,194 @@
+"""The ``kdbench`` command. User errors print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from kdbench.errors import UserError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"kdbench: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kdbench: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kdbench", description="Benchmark knowledge distillation methods.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_plugins(command: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        command.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                             help="load one more plugin (a module name or a .py file); repeatable")
+        return command
+
+    run = with_plugins(sub.add_parser("run", help="run a suite"))
+    run.add_argument("suite", help="a suite file, or the name of one in suites/")
+    run.add_argument("--rerun", action="store_true", help="run again combinations that already finished")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
+    run.set_defaults(handler=_run)
+
+    listing = with_plugins(sub.add_parser("list", help="list what the plugins offer"))
+    listing.add_argument("what", nargs="?", default="all",
+                         choices=["all", "tasks", "teachers", "students", "methods", "datasets", "suites"])
+    listing.set_defaults(handler=_list)
+
+    board = with_plugins(sub.add_parser("leaderboard", help="print a suite's results from MLflow"))
+    board.add_argument("suite")
+    board.add_argument("--tracking-uri")
+    board.set_defaults(handler=_leaderboard)
+
+    data = sub.add_parser("data", help="dataset files")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = with_plugins(data_sub.add_parser("fetch", help="download a dataset's canonical files"))
+    fetch.add_argument("name")
+    fetch.set_defaults(handler=_fetch)
+    return parser
+
+
+def suites_dirs() -> list[Path]:
+    """Where suite names are looked up: ./suites, then the checkout's suites/."""
+    return [Path.cwd() / "suites", Path(__file__).resolve().parent.parent / "suites"]
+
+
+def resolve_suite(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    for folder in suites_dirs():
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    from kdbench.registry import unknown_name_message
+
+    raise UserError(unknown_name_message("suite", name, known_suites()))
+
+
+def known_suites() -> list[str]:
+    return sorted({p.stem for folder in suites_dirs() if folder.is_dir() for p in folder.glob("*.yaml")})
+
+
+def _registry(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to keep `--help` fast
+    from kdbench.plugin_manager import PluginLoadWarning
+    from kdbench.registry import Registry
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PluginLoadWarning)
+        registry = Registry.load(args.plugin)
+    for warning in caught:
+        if issubclass(warning.category, PluginLoadWarning):
+            print(f"kdbench: warning: {warning.message}", file=sys.stderr)
+    return registry
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kdbench.console import RichProgress, summary_table
+    from kdbench.data_root import cache_dir
+    from kdbench.leaderboard.aggregate import runs_frame, summary
+    from kdbench.plan import expand, task_instances
+    from kdbench.runner import Runner
+    from kdbench.suite import load_suite
+    from kdbench.teacher_cache import TeacherCache
+    from kdbench.tracking import Tracker
+
+    console = Console(width=max(Console().width, 120))
+    registry = _registry(args)
+    path = resolve_suite(args.suite)
+    suite = load_suite(path, registry)
+    tracker = Tracker(args.tracking_uri, suite.name)
+    combinations = expand(suite, registry, task_instances(suite, registry))
+    with RichProgress(Console(stderr=True), total=len(combinations)) as progress:
+        runner = Runner(registry, tracker, TeacherCache(cache_dir()), progress=progress, rerun=args.rerun)
+        todo, done = runner.pending(combinations)
+        if done:
+            progress.note(f"{len(done)}/{len(combinations)} runs already finished, skipped"
+                          + (" (--rerun runs them again)" if not todo else ""))
+            progress.bars.advance(progress.overall, len(done))
+        outcomes = runner.run(todo)
+    table = summary(runs_frame(tracker.runs()), suite.metric)
+    console.print(summary_table(f"{suite.name} — mean ± std over seeds; checkpoint: {suite.checkpoint} epoch", table))
+    failed = [o for o in outcomes if o.status == "FAILED"]
+    skipped = [o for o in outcomes if o.status == "N/A"]
+    for outcome in skipped:
+        console.print(f"n/a  {outcome.combination.label}: {outcome.error}", markup=False, highlight=False)
+    ran = len(outcomes) - len(skipped)
+    console.print(f"{ran - len(failed)} finished, {len(failed)} failed, {len(skipped)} n/a, {len(done)} skipped "
+                  f"(tracking: {tracker.uri}, experiment '{suite.name}')", markup=False, highlight=False)
+    if failed:
+        for outcome in failed:
+            console.print(f"FAILED {outcome.combination.label}: {outcome.error}", markup=False, highlight=False)
+        return 1
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    console = Console()
+    sorts = ["tasks", "teachers", "students", "methods", "datasets", "suites"] if args.what == "all" else [args.what]
+    for sort in sorts:
+        table = Table(title=sort)
+        for column in ("name", "kind / modality", "plugin", "description"):
+            table.add_column(column)
+        if sort == "suites":
+            for name in known_suites():
+                table.add_row(name, "", "", str(resolve_suite(name)))
+        else:
+            catalogue = getattr(registry, sort)
+            for name in catalogue.names():
+                entry = catalogue.entries[name]
+                table.add_row(name, _kind_of(sort, entry), catalogue.plugins[name], _describe(entry))
+        console.print(table)
+    return 0
+
+
+def _kind_of(sort: str, entry: object) -> str:
+    if sort == "tasks":
+        return f"{entry.kind} / {entry.modality}"
+    if sort in ("teachers", "students"):
+        return "/".join(entry.kinds) + (f" / {'/'.join(entry.modalities)}" if entry.modalities else "")
+    if sort == "methods":
+        return f"{'/'.join(entry.kinds)} / {entry.scheme}, needs {entry.needs}"
+    return ""
+
+
+def _describe(entry: object) -> str:
+    text = getattr(entry, "description", "") or (getattr(entry, "__doc__", "") or "")
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from kdbench.console import summary_table
+    from kdbench.leaderboard.aggregate import runs_frame, summary
+    from kdbench.suite import load_suite
+    from kdbench.tracking import Tracker
+
+    registry = _registry(args)
+    suite = load_suite(resolve_suite(args.suite), registry)
+    tracker = Tracker(args.tracking_uri, suite.name)
+    records = tracker.runs()
+    if not records:
+        raise UserError(f"no runs of suite '{suite.name}' in {tracker.uri}; run it first")
+    Console().print(summary_table(suite.name, summary(runs_frame(records), suite.metric)))
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    spec = registry.datasets.get(args.name)
+    fetched = spec.fetch()
+    print(f"{args.name}: {len(fetched)} file(s) downloaded, {len(spec.files) - len(fetched)} already present")
+    return 0

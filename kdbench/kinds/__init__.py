@@ -1,0 +1,1 @@
+"""Shared building blocks for each task kind, used by every plugin of that kind."""

@@ -1,0 +1,1 @@
+"""Leaderboards built from what the MLflow store holds, nothing else."""

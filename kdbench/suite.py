@@ -1,0 +1,259 @@
+"""Suite files: what to run, validated completely before anything trains.
+
+A suite names tasks, teacher/student pairs, methods (with optional hyper-parameter
+grids), seeds and recipe overrides — at the top level, or per ``cases`` entry when
+one suite spans modalities whose models differ. Every error names the file, the
+field, what was expected and, for names, the known choices with a "did you mean".
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kdbench.errors import SuiteError
+from kdbench.recipe import Recipe
+from kdbench.registry import Registry, unknown_name_message
+from kdbench.task import ROLES
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskEntry(_Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+
+class PairEntry(_Strict):
+    teacher: str | None = None
+    student: str
+
+
+class MethodEntry(_Strict):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    """Each key takes every listed value; the grid is the cartesian product."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    def points(self) -> list[dict[str, Any]]:
+        """The resolved parameter sets: ``params`` with each grid point applied."""
+        keys = sorted(self.grid)
+        return [
+            {**self.params, **dict(zip(keys, values, strict=True))}
+            for values in itertools.product(*(self.grid[k] for k in keys))
+        ]
+
+
+class PaperAnchor(_Strict):
+    """A number a paper reports for one row, shown beside the reproduced one."""
+
+    task: str
+    method: str
+    value: float
+    teacher: str | None = None
+    student: str | None = None
+    source: str = ""
+
+
+Seeds = list[int]
+
+
+def _seeds(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError("seeds must be a positive count or a list of integers")
+        return list(range(value))
+    return value
+
+
+class Case(_Strict):
+    name: str = ""
+    tasks: list[TaskEntry] = Field(min_length=1)
+    pairs: list[PairEntry] = Field(min_length=1)
+    methods: list[MethodEntry] = Field(min_length=1)
+    seeds: Seeds | None = None
+    recipe: dict[Literal["teacher", "student"], dict[str, Any]] = Field(default_factory=dict)
+
+    _seeds = field_validator("seeds", mode="before")(_seeds)
+
+
+class Suite(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    seeds: Seeds = Field(default_factory=lambda: [0], min_length=1)
+    checkpoint: Literal["final", "best-val"] = "final"
+    metric: str | None = None
+    """The metric the leaderboard reports (default: each task's primary metric)."""
+    recipe: dict[Literal["teacher", "student"], dict[str, Any]] = Field(default_factory=dict)
+    tasks: list[TaskEntry] = Field(default_factory=list)
+    pairs: list[PairEntry] = Field(default_factory=list)
+    methods: list[MethodEntry] = Field(default_factory=list)
+    cases: list[Case] = Field(default_factory=list)
+    paper: list[PaperAnchor] = Field(default_factory=list)
+
+    _seeds = field_validator("seeds", mode="before")(_seeds)
+
+    @model_validator(mode="after")
+    def _has_work(self) -> Suite:
+        if not self.cases and not (self.tasks and self.pairs and self.methods):
+            raise ValueError("a suite needs 'tasks', 'pairs' and 'methods', or a list of 'cases'")
+        return self
+
+    def all_cases(self) -> list[Case]:
+        """Cases with the suite's top-level values filled in where a case leaves them out."""
+        if not self.cases:
+            return [Case(tasks=self.tasks, pairs=self.pairs, methods=self.methods, seeds=self.seeds)]
+        return [
+            case.model_copy(update={"seeds": case.seeds if case.seeds is not None else self.seeds})
+            for case in self.cases
+        ]
+
+    def recipe_overrides(self, case: Case, role: str) -> dict[str, Any]:
+        return {**self.recipe.get(role, {}), **case.recipe.get(role, {})}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}'", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def load_suite(path: str | Path, registry: Registry) -> Suite:
+    """Read, parse and validate a suite file against what the plugins offer."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"{path}: no such suite file")
+    try:
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise SuiteError(f"{path}{where}: invalid YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise SuiteError(f"{path}: not a text file") from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: expected a mapping of suite fields, got {type(data).__name__}")
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = _field_path(first["loc"])
+        got = first.get("input")
+        shown = "" if isinstance(got, dict) or first["type"] == "missing" else f" (got {got!r})"
+        raise SuiteError(f"{path}: {field or 'suite'}: {first['msg']}{shown}") from None
+    check_names(suite, registry, str(path))
+    return suite
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def check_names(suite: Suite, registry: Registry, where: str) -> None:
+    """Every task, model and method name is known, and every option and parameter exists."""
+
+    def fail(field: str, message: str) -> None:
+        raise SuiteError(f"{where}: {field}: {message}")
+
+    for role in ROLES:
+        _check_recipe(suite.recipe.get(role, {}), f"recipe.{role}", fail)
+    for c, case in enumerate(suite.cases or [None]):
+        prefix = f"cases[{c}]." if case is not None else ""
+        case = case or suite.all_cases()[0]
+        for role in ROLES:
+            _check_recipe(case.recipe.get(role, {}), f"{prefix}recipe.{role}", fail)
+        for t, task in enumerate(case.tasks):
+            field = f"{prefix}tasks[{t}]"
+            if task.name not in registry.tasks:
+                fail(f"{field}.name", unknown_name_message("task", task.name, registry.tasks.names()))
+            known = registry.tasks.get(task.name).options
+            for option in task.options:
+                if option not in known:
+                    fail(f"{field}.options", unknown_name_message(f"option of task {task.name}", option, known))
+        for p, pair in enumerate(case.pairs):
+            field = f"{prefix}pairs[{p}]"
+            if pair.teacher is not None and pair.teacher not in registry.teachers:
+                fail(f"{field}.teacher", unknown_name_message("teacher", pair.teacher, registry.teachers.names()))
+            if pair.student not in registry.students:
+                fail(f"{field}.student", unknown_name_message("student", pair.student, registry.students.names()))
+        for m, entry in enumerate(case.methods):
+            field = f"{prefix}methods[{m}]"
+            if entry.name not in registry.methods:
+                fail(f"{field}.name", unknown_name_message("method", entry.name, registry.methods.names()))
+            method = registry.methods.get(entry.name)
+            for key in [*entry.params, *entry.grid]:
+                if key not in method.defaults:
+                    fail(f"{field}.params", unknown_name_message(f"parameter of method {entry.name}", key, method.defaults))
+            for key, values in entry.grid.items():
+                if not values:
+                    fail(f"{field}.grid.{key}", "expected a non-empty list of values")
+            for point in entry.points():
+                for key, value in point.items():
+                    problem = _param_problem(method.defaults[key], value)
+                    if problem:
+                        fail(f"{field}.params.{key}", problem)
+                try:
+                    method.validate_params({**method.defaults, **point})
+                except ValueError as error:
+                    fail(f"{field}.params", str(error))
+
+
+def _check_recipe(overrides: dict[str, Any], field: str, fail: Any) -> None:
+    for key in overrides:
+        if key not in Recipe.model_fields:
+            fail(field, unknown_name_message("recipe field", key, Recipe.model_fields))
+    try:
+        Recipe.model_validate({"epochs": 1, "batch_size": 1, "lr": 0.1, **overrides})
+    except ValidationError as error:
+        first = error.errors()[0]
+        fail(f"{field}.{_field_path(first['loc'])}", f"{first['msg']} (got {first.get('input')!r})")
+
+
+def _param_problem(default: Any, value: Any) -> str | None:
+    """A type mismatch between a hyper-parameter's default and the suite's value."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {value!r}"
+        if isinstance(default, int) and not isinstance(value, int):
+            return f"expected an integer, got {value!r}"
+        if not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+    if isinstance(default, str) and not isinstance(value, str):
+        return f"expected a string, got {value!r}"
+    return None

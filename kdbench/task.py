@@ -1,0 +1,112 @@
+"""The task contract: a dataset plus its evaluation protocol.
+
+A task declares its ``kind`` — the interface methods and models meet it through — and
+which batch entry each role reads, so a cross-modal teacher can read LiDAR while its
+student reads the camera image of the same batch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from kdbench.recipe import Recipe
+
+KINDS = ("classification", "ranking", "denoising", "dense")
+ROLES = ("teacher", "student")
+Batch = dict[str, Any]
+
+
+class Task(ABC):
+    """A built task: data splits, the supervised loss, evaluation and default recipes.
+
+    Batches are dicts. Every training batch carries ``index`` (the samples' positions in
+    the training split) so that teacher outputs and memory banks can be keyed by sample.
+    """
+
+    kind: ClassVar[str]
+    primary_metric: ClassVar[str]
+    higher_is_better: ClassVar[bool] = True
+    inputs: ClassVar[dict[str, str]] = {"teacher": "x", "student": "x"}
+    """Which batch entry each role's model reads."""
+
+    def __init__(self) -> None:
+        self.info: dict[str, Any] = {}
+        """Facts that model builders need (``input_shape``, ``num_classes``, ...)."""
+
+    @property
+    @abstractmethod
+    def num_train(self) -> int:
+        """Number of training samples: the range of ``batch['index']``."""
+
+    @abstractmethod
+    def recipe(self, role: str) -> Recipe:
+        """The default training recipe for ``role`` ('teacher' or 'student')."""
+
+    @abstractmethod
+    def batches(self, split: str, recipe: Recipe | None, generator: torch.Generator) -> Iterator[Batch]:
+        """Batches of ``split`` ('train', 'val', 'test').
+
+        For 'train' the order is shuffled with ``generator`` and ``recipe.augment`` is
+        applied; other splits come in a fixed order, unaugmented.
+        """
+
+    @abstractmethod
+    def loss(self, output: Any, batch: Batch) -> torch.Tensor:
+        """The supervised (hard-label) loss of a model's output on a batch."""
+
+    @abstractmethod
+    def evaluate(
+        self, model: nn.Module, split: str, role: str, reference: nn.Module | None = None
+    ) -> dict[str, float]:
+        """Metrics of ``model`` on ``split``; must include ``primary_metric``.
+
+        ``reference`` is the teacher, given so a task can report student–teacher
+        fidelity (top-1 agreement for classification).
+        """
+
+    def has_split(self, split: str) -> bool:
+        """Whether ``split`` exists and is non-empty (a task may have no validation split)."""
+        return True
+
+    def latency_input(self, role: str) -> Any:
+        """The input one inference is timed on: one test sample (a whole graph for node tasks)."""
+        batch = next(iter(self.batches("test", None, None)))
+        inputs = self.model_input(batch, role)
+        if isinstance(inputs, tuple):
+            return tuple(item[:1] if isinstance(item, torch.Tensor) else item for item in inputs)
+        return inputs[:1] if isinstance(inputs, torch.Tensor) else inputs
+
+    def model_input(self, batch: Batch, role: str) -> Any:
+        """What the model of ``role`` is called with (a tuple is unpacked into arguments)."""
+        return batch[self.inputs[role]]
+
+    def deterministic(self, recipe: Recipe) -> bool:
+        """Whether training inputs under ``recipe`` are the same every epoch.
+
+        Only then may teacher outputs be computed once and reused (keyed by ``index``).
+        """
+        return recipe.augment is None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a plugin registers: a named, buildable task."""
+
+    name: str
+    kind: str
+    modality: str
+    build: Callable[..., Task]
+    """Called with the task's options (defaults merged with the suite's) to build it."""
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Default options; a suite may override exactly these keys."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")

@@ -1,0 +1,130 @@
+"""MLflow tracking: one experiment per suite, one run per combination.
+
+The default store is an embedded SQLite file in the working directory, so no server
+is needed; ``MLFLOW_TRACKING_URI`` or ``--tracking-uri`` points kdbench at a real
+server. The leaderboard reads only what this store holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kdbench.errors import UserError
+
+TAG = "kdbench."
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    status: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    params: dict[str, str]
+    start_time: int
+    end_time: int | None
+
+
+class Tracker:
+    """A thin, explicit layer over ``MlflowClient`` (no fluent global state)."""
+
+    def __init__(self, uri: str | None, experiment: str) -> None:
+        self.uri = uri or default_tracking_uri()
+        _check_reachable(self.uri)
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.experiment_name = experiment
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found else None
+
+    def ensure_experiment(self) -> str:
+        if self.experiment_id is None:
+            self.experiment_id = self.client.create_experiment(self.experiment_name)
+        return self.experiment_id
+
+    def runs(self) -> list[RunRecord]:
+        """Every active (not deleted) run of the suite's experiment."""
+        if self.experiment_id is None:
+            return []
+        records, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], max_results=1000, page_token=token)
+            for run in page:
+                records.append(
+                    RunRecord(
+                        run_id=run.info.run_id,
+                        status=run.info.status,
+                        tags=dict(run.data.tags),
+                        metrics=dict(run.data.metrics),
+                        params=dict(run.data.params),
+                        start_time=run.info.start_time,
+                        end_time=run.info.end_time,
+                    )
+                )
+            token = page.token
+            if not token:
+                return records
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+
+    def start(self, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+        from mlflow.entities import Param, RunTag
+
+        run = self.client.create_run(self.ensure_experiment(), run_name=name, tags=tags)
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run.info.run_id, params=items[start : start + 100])
+        self.client.log_batch(run.info.run_id, tags=[RunTag("mlflow.runName", name)])
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
+
+    def log_artifact(self, run_id: str, path: Path) -> None:
+        self.client.log_artifact(run_id, str(path))
+
+    def end(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def delete(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
+
+def _check_reachable(uri: str) -> None:
+    """Fail in one line, before any training, when an HTTP tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+            response.read()
+    except OSError as error:
+        reason = getattr(error, "reason", error)
+        raise UserError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
