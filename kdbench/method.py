@@ -35,8 +35,11 @@ class Method(nn.Module):
     """What it reads from the teacher: 'none', 'logits' (black-box is enough) or 'features'."""
     defaults: ClassVar[dict[str, Any]] = {}
     """Hyper-parameters and their paper defaults; a suite may set or grid over these keys."""
+    max_teachers: ClassVar[int] = 1
+    """More than 1: the method takes a list of teachers (and gets lists of their outputs)."""
 
-    def __init__(self, task: Task, student: nn.Module, teacher: nn.Module | None, **params: Any):
+    def __init__(self, task: Task, student: nn.Module, teacher: nn.Module | list[nn.Module] | None,
+                 **params: Any):
         super().__init__()
         self.task = task
         self.params = {**self.defaults, **params}
@@ -46,18 +49,23 @@ class Method(nn.Module):
         """Set by the trainer at the start of each epoch (for warm-ups and schedules)."""
 
     @classmethod
-    def check(cls, task: Task, teacher: ModelSpec | None, student: ModelSpec) -> None:
+    def check(cls, task: Task, teachers: list[ModelSpec], student: ModelSpec) -> None:
         """Raise ``IncompatibleCombination`` when the method cannot run on this combination."""
         if task.kind not in cls.kinds:
             raise IncompatibleCombination(
                 f"method {cls.name} supports {'/'.join(cls.kinds)} tasks, not {task.kind}"
             )
-        if cls.scheme == "offline" and teacher is None:
+        if cls.scheme == "offline" and not teachers:
             raise IncompatibleCombination(f"method {cls.name} needs a teacher and the pair has none")
-        if cls.needs == "features" and teacher is not None and teacher.black_box:
+        if len(teachers) > cls.max_teachers:
             raise IncompatibleCombination(
-                f"method {cls.name} needs teacher features; teacher {teacher.name} is black-box"
+                f"method {cls.name} takes at most {cls.max_teachers} teacher(s), the pair names {len(teachers)}"
             )
+        for teacher in teachers:
+            if cls.needs == "features" and teacher.black_box:
+                raise IncompatibleCombination(
+                    f"method {cls.name} needs teacher features; teacher {teacher.name} is black-box"
+                )
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:
@@ -71,9 +79,12 @@ class Method(nn.Module):
         """
 
     def loss(
-        self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None
+        self, batch: Batch, student: ModelOutput, teacher: ModelOutput | list[ModelOutput] | None
     ) -> dict[str, torch.Tensor]:
-        """Named loss terms for one batch; the trainer minimises their sum."""
+        """Named loss terms for one batch; the trainer minimises their sum.
+
+        ``teacher`` is ``None`` without a teacher, a list when ``max_teachers > 1``.
+        """
         raise NotImplementedError
 
     def fit(self, context: TrainContext) -> nn.Module | None:

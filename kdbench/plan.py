@@ -36,7 +36,8 @@ class Combination:
     model_spec: ModelSpec
     """The model this run trains: the teacher for teacher runs, else the student."""
     recipe: Recipe
-    teacher: Combination | None = None
+    teachers: list[Combination] = field(default_factory=list)
+    """The teacher runs a distillation run learns from (several for multi-teacher methods)."""
     method: type[Method] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     variant: str = ""
@@ -54,7 +55,7 @@ class Combination:
             "kdbench.task": self.task_spec.name,
             "kdbench.modality": self.task_spec.modality,
             "kdbench.kind": self.task_spec.kind,
-            "kdbench.teacher": self.teacher.model_spec.name if self.teacher else (
+            "kdbench.teacher": "+".join(t.model_spec.name for t in self.teachers) or (
                 self.model_spec.name if self.role == "teacher" else "-"),
             "kdbench.student": "-" if self.role == "teacher" else self.model_spec.name,
             "kdbench.method": "teacher" if self.role == "teacher" else self.method.name,
@@ -85,16 +86,15 @@ def expand(suite: Suite, registry: Registry, tasks: dict[str, Task]) -> list[Com
             task = tasks[_task_id(task_entry, options)]
             for seed in case.seeds:
                 for pair in case.pairs:
-                    teacher = None
-                    if pair.teacher is not None:
-                        teacher = _teacher(suite, case, spec, task, options, registry.teachers.get(pair.teacher), seed)
-                        teachers.setdefault(teacher.key, teacher)
-                        teacher = teachers[teacher.key]
+                    pair_teachers = []
+                    for name in pair.teachers:
+                        teacher = _teacher(suite, case, spec, task, options, registry.teachers.get(name), seed)
+                        pair_teachers.append(teachers.setdefault(teacher.key, teacher))
                     student_spec = registry.students.get(pair.student)
                     for entry in case.methods:
                         for point in entry.points():
                             combination = _student(suite, case, spec, task, options, student_spec,
-                                                   teacher, registry.methods.get(entry.name), entry, point, seed)
+                                                   pair_teachers, registry.methods.get(entry.name), entry, point, seed)
                             students.setdefault(combination.key, combination)
     return list(teachers.values()) + list(students.values())
 
@@ -140,31 +140,39 @@ def _teacher(suite: Suite, case: Case, spec: TaskSpec, task: Task, options: dict
 
 
 def _student(suite: Suite, case: Case, spec: TaskSpec, task: Task, options: dict[str, Any],
-             model: ModelSpec, teacher: Combination | None, method: type[Method], entry: MethodEntry,
+             model: ModelSpec, teachers: list[Combination], method: type[Method], entry: MethodEntry,
              params: dict[str, Any], seed: int) -> Combination:
-    uses_teacher = method.scheme == "offline" or (method.scheme != "none" and teacher is not None)
-    teacher = teacher if uses_teacher else None
+    if method.scheme == "none":
+        teachers = []
     recipe = _recipe(suite, case, task, model, "student")
     resolved = {**method.defaults, **params}
     variant = method.name + (
         "[" + ",".join(f"{k}={params[k]}" for k in sorted(entry.grid)) + "]" if entry.grid else ""
     )
     combination = Combination(
-        role="distill" if teacher is not None else "student", task_spec=spec, task=task,
+        role="distill" if teachers else "student", task_spec=spec, task=task,
         task_options=options, seed=seed, checkpoint=suite.checkpoint, model_spec=model, recipe=recipe,
-        teacher=teacher, method=method, params=resolved, variant=variant,
+        teachers=teachers, method=method, params=resolved, variant=variant,
     )
     combination.config = {
         "protocol": PROTOCOL, "role": combination.role, "task": {"name": spec.name, "options": options},
-        "teacher": teacher.config if teacher is not None else None,
+        "teacher": _teachers_config(teachers),
         "student": {"name": model.name, "recipe": recipe.model_dump()},
         "method": {"name": method.name, "params": resolved}, "seed": seed, "checkpoint": suite.checkpoint,
     }
     try:
         model.check(task, spec.modality, "student")
-        method.check(task, teacher.model_spec if teacher is not None else None, model)
-        if teacher is not None and teacher.skip_reason:
-            raise IncompatibleCombination(f"teacher: {teacher.skip_reason}")
+        method.check(task, [t.model_spec for t in teachers], model)
+        for teacher in teachers:
+            if teacher.skip_reason:
+                raise IncompatibleCombination(f"teacher: {teacher.skip_reason}")
     except IncompatibleCombination as reason:
         combination.skip_reason = str(reason)
     return _finish(combination)
+
+
+def _teachers_config(teachers: list[Combination]) -> dict[str, Any] | list[dict[str, Any]] | None:
+    """One teacher's config as is (so single-teacher hashes stay put), a list for several."""
+    if not teachers:
+        return None
+    return teachers[0].config if len(teachers) == 1 else [t.config for t in teachers]

@@ -138,9 +138,8 @@ class Runner:
 
     def _execute(self, combination: Combination, run_id: str) -> dict[str, float]:
         task = combination.task
-        teacher_model = None
-        if combination.teacher is not None:
-            teacher_model = self.teacher(combination.teacher)
+        method = combination.method
+        teachers = [self.teacher(teacher) for teacher in combination.teachers]
         torch.manual_seed(combination.seed)
         model = combination.model_spec.build(task)
         self.progress.start_run(combination, combination.recipe.epochs)
@@ -150,26 +149,40 @@ class Runner:
             self.hook.kdbench_epoch_end(config=combination.config, run_id=run_id, epoch=epoch, metrics=metrics)
             self.progress.epoch(epoch, metrics)
 
-        context = TrainContext(task=task, model=model, role=combination.role == "teacher" and "teacher" or "student",
-                               recipe=combination.recipe, seed=combination.seed, checkpoint=combination.checkpoint,
-                               on_epoch=on_epoch, on_batch=self.progress.batch)
-        if combination.method is not None:
-            context.method = combination.method(task, model, teacher_model, **combination.params)
-            if teacher_model is not None:
-                cached = combination.method.needs == "logits" and task.deterministic(combination.recipe)
-                context.teacher = TeacherOutputs(task, teacher_model, cached=cached)
-                self.tracker.set_tags(run_id, {"kdbench.teacher_outputs_cached": str(context.teacher.cached).lower()})
+        role = "teacher" if combination.role == "teacher" else "student"
+        context = TrainContext(task=task, model=model, role=role, recipe=combination.recipe, seed=combination.seed,
+                               checkpoint=combination.checkpoint, on_epoch=on_epoch, on_batch=self.progress.batch,
+                               build_model=lambda name=None: self._build(combination, name),
+                               log=lambda metrics, step=None: self.tracker.log_metrics(run_id, metrics, step))
+        if method is not None:
+            several = method.max_teachers > 1
+            arguments = teachers if several else (teachers[0] if teachers else None)
+            context.method = method(task, model, arguments, **combination.params)
+            cached = method.needs == "logits" and task.deterministic(combination.recipe)
+            outputs = [TeacherOutputs(task, teacher, cached=cached) for teacher in teachers]
+            context.teacher = outputs if several else (outputs[0] if outputs else None)
+            if outputs:
+                self.tracker.set_tags(run_id, {"kdbench.teacher_outputs_cached": str(outputs[0].cached).lower()})
         trained = train(context)
         if combination.role == "teacher":
             self.cache.save(combination.key, trained)
-        metrics = {f"test_{k}": v for k, v in task.evaluate(trained, "test", context.role, reference=teacher_model).items()}
-        metrics.update(measure(trained, task.latency_input(context.role)))
+        reference = teachers[0] if len(teachers) == 1 else None
+        evaluated = task.evaluate(trained, "test", role, reference=reference)
+        metrics = {f"test_{k}": v for k, v in evaluated.items()}
+        metrics.update(measure(trained, task.latency_input(role)))
         if context.method is not None:
             metrics["extra_params"] = float(sum(p.numel() for p in context.method.parameters()))
-        if teacher_model is not None:
-            teacher_stats = measure(teacher_model, task.latency_input("teacher"))
+        if teachers:
+            teacher_stats = measure(teachers[0], task.latency_input("teacher"))
             metrics.update({f"teacher_{k}": v for k, v in teacher_stats.items()})
         return metrics
+
+    def _build(self, combination: Combination, name: str | None) -> nn.Module:
+        """A fresh model for a method that trains more than one (peers, generations, assistants)."""
+        if name is None:
+            return combination.model_spec.build(combination.task)
+        spec = self.registry.students.entries.get(name) or self.registry.teachers.get(name)
+        return spec.build(combination.task)
 
     def teacher(self, combination: Combination) -> nn.Module:
         """The trained teacher of a combination: from the cache, else trained now (unlogged)."""

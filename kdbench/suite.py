@@ -37,8 +37,15 @@ class TaskEntry(_Strict):
 
 
 class PairEntry(_Strict):
-    teacher: str | None = None
+    teacher: str | list[str] | None = None
+    """One teacher, or a list of them for multi-teacher methods."""
     student: str
+
+    @property
+    def teachers(self) -> list[str]:
+        if self.teacher is None:
+            return []
+        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
 
 
 class MethodEntry(_Strict):
@@ -206,8 +213,11 @@ def check_names(suite: Suite, registry: Registry, where: str) -> None:
                     fail(f"{field}.options", unknown_name_message(f"option of task {task.name}", option, known))
         for p, pair in enumerate(case.pairs):
             field = f"{prefix}pairs[{p}]"
-            if pair.teacher is not None and pair.teacher not in registry.teachers:
-                fail(f"{field}.teacher", unknown_name_message("teacher", pair.teacher, registry.teachers.names()))
+            if isinstance(pair.teacher, list) and not pair.teacher:
+                fail(f"{field}.teacher", "expected a teacher name or a non-empty list of them")
+            for name in pair.teachers:
+                if name not in registry.teachers:
+                    fail(f"{field}.teacher", unknown_name_message("teacher", name, registry.teachers.names()))
             if pair.student not in registry.students:
                 fail(f"{field}.student", unknown_name_message("student", pair.student, registry.students.names()))
         for m, entry in enumerate(case.methods):

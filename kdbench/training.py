@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from kdbench.method import Method
+from kdbench.model import ModelOutput
 from kdbench.model_call import call_model
 from kdbench.recipe import Recipe
 from kdbench.task import Batch, Task
@@ -38,13 +39,25 @@ class TrainContext:
     recipe: Recipe
     seed: int
     method: Method | None = None
-    teacher: TeacherOutputs | None = None
+    teacher: TeacherOutputs | list[TeacherOutputs] | None = None
+    """The frozen teacher(s); a list when the method takes several."""
     checkpoint: str = "final"
     on_epoch: EpochCallback = field(default=lambda epoch, metrics: None)
     on_batch: Callable[[], None] = field(default=lambda: None)
+    build_model: Callable[[str | None], nn.Module] | None = None
+    """Build a fresh model for the task: the student's architecture (``None``) or a named
+    teacher/student spec — for methods that train peers, generations or assistants."""
+    log: Callable[[dict[str, float], int | None], None] = field(default=lambda metrics, step: None)
+    """Log extra metrics to the run (e.g. one series per born-again generation)."""
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed)
+
+    def teacher_outputs(self, batch: Batch) -> ModelOutput | list[ModelOutput] | None:
+        """The teacher's outputs on ``batch`` (a list for several teachers)."""
+        if isinstance(self.teacher, list):
+            return [teacher.outputs(batch) for teacher in self.teacher]
+        return self.teacher.outputs(batch) if self.teacher is not None else None
 
 
 def make_optimizer(parameters: list[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:
@@ -76,8 +89,7 @@ def train(context: TrainContext) -> nn.Module:
         student = call_model(model, task.model_input(batch, context.role))
         if method is None:
             return {"task": task.loss(student.output, batch)}
-        teacher = context.teacher.outputs(batch) if context.teacher is not None else None
-        return method.loss(batch, student, teacher)
+        return method.loss(batch, student, context.teacher_outputs(batch))
 
     if method is not None:
         _setup_method(context)
@@ -132,5 +144,4 @@ def _setup_method(context: TrainContext) -> None:
         context.model.eval()
         student = call_model(context.model, context.task.model_input(batch, context.role))
         context.model.train(was_training)
-        teacher = context.teacher.outputs(batch) if context.teacher is not None else None
-    context.method.setup(student, teacher)
+    context.method.setup(student, context.teacher_outputs(batch))
