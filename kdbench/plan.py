@@ -142,7 +142,7 @@ def _teacher(suite: Suite, case: Case, spec: TaskSpec, task: Task, options: dict
 def _student(suite: Suite, case: Case, spec: TaskSpec, task: Task, options: dict[str, Any],
              model: ModelSpec, teachers: list[Combination], method: type[Method], entry: MethodEntry,
              params: dict[str, Any], seed: int) -> Combination:
-    if method.scheme == "none":
+    if method.needs == "none":  # baselines, peers and self-distillation learn from no pre-trained teacher
         teachers = []
     recipe = _recipe(suite, case, task, model, "student")
     resolved = {**method.defaults, **params}
