@@ -90,7 +90,7 @@ def kdbench_run_start(config: dict[str, Any], run_id: str) -> None:
 def kdbench_epoch_end(config: dict[str, Any], run_id: str, epoch: int, metrics: dict[str, float]) -> None:
     """Called after each training epoch of any model (teacher or student).
 
-    ``epoch`` counts from 1; ``metrics`` holds the epoch's mean training loss terms and
+    ``config`` and ``run_id`` are as in ``kdbench_run_start``; ``epoch`` counts from 1; ``metrics`` holds the epoch's mean training loss terms and
     the validation metrics, as logged to MLflow.
     """
 
@@ -99,6 +99,6 @@ def kdbench_epoch_end(config: dict[str, Any], run_id: str, epoch: int, metrics: 
 def kdbench_run_end(config: dict[str, Any], run_id: str, status: str, metrics: dict[str, float]) -> None:
     """Called when a combination ends, whatever the outcome.
 
-    ``status`` is 'FINISHED', 'FAILED' or 'KILLED'; ``metrics`` holds the final test
+    ``config`` and ``run_id`` are as in ``kdbench_run_start``; ``status`` is 'FINISHED', 'FAILED' or 'KILLED'; ``metrics`` holds the final test
     metrics (empty when the run did not finish).
     """

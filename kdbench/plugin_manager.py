@@ -7,6 +7,7 @@ Built-in plugins load through the same entry points as third-party ones.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -72,7 +73,8 @@ def _import_plugin(spec: str) -> ModuleType:
             path = Path(spec)
             if not path.is_file():
                 raise PluginError(f"--plugin {spec}: no such file")
-            module_name = f"kdbench_plugin_{path.stem}"
+            digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+            module_name = f"kdbench_plugin_{path.stem}_{digest}"
             if module_name in sys.modules:
                 return sys.modules[module_name]
             loader_spec = importlib.util.spec_from_file_location(module_name, path)

@@ -87,7 +87,7 @@ class Registry:
 def _gather(manager: pluggy.PluginManager, hook_name: str, sort: str, name_of: Any) -> Catalogue:
     catalogue: Catalogue = Catalogue(sort)
     hook = getattr(manager.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    for impl in hook.get_hookimpls():  # in registration order
         try:
             offered = impl.function() or []
         except Exception as error:

@@ -1,13 +1,24 @@
-"""From MLflow runs to one row per (task, teacher, student, method): mean ± std over seeds."""
+"""From MLflow runs to one row per (task, teacher, student, method): the seeds' statistics.
+
+Only FINISHED runs that trained something are averaged. Skipped combinations become n/a
+rows with their reason; runs that failed or were killed never enter a mean and are
+listed apart, unless a later run of the same config finished (then they are history).
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from kdbench.leaderboard.metrics import higher_is_better
+from kdbench.leaderboard.statistics import spread
 from kdbench.tracking import RunRecord
 
-ROLE_ORDER = {"teacher": 0, "student": 1, "distill": 2}
 GROUP = ["task", "teacher", "student", "method"]
+BASELINE = "student-only"
+"""The method whose rows are the student-only reference."""
+
+MODEL_STATS = ("params", "flops", "latency_ms")
+UNFINISHED = ("FAILED", "KILLED")
 
 
 def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
@@ -15,6 +26,7 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
     rows = []
     for record in records:
         tags = record.tags
+        higher = tags.get("kdbench.higher_is_better")
         rows.append({
             "run_id": record.run_id,
             "status": "N/A" if "kdbench.skipped" in tags else record.status,
@@ -23,31 +35,91 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
             "teacher": tags.get("kdbench.teacher", "-"),
             "student": tags.get("kdbench.student", "-"),
             "method": tags.get("kdbench.variant") or tags.get("kdbench.method", "?"),
+            "base_method": tags.get("kdbench.method", "?"),
             "role": tags.get("kdbench.role", "?"),
             "seed": int(tags.get("kdbench.seed", -1)),
+            "checkpoint": tags.get("kdbench.checkpoint", "?"),
             "primary_metric": tags.get("kdbench.primary_metric", ""),
+            "higher_is_better": None if higher is None else higher == "true",
+            "config_hash": tags.get("kdbench.config_hash", record.run_id),
+            "commit": tags.get("kdbench.commit", ""),
+            "start_time": record.start_time,
             **record.metrics,
         })
     return pd.DataFrame(rows)
 
 
+def current(frame: pd.DataFrame) -> pd.DataFrame:
+    """The latest FINISHED run per config, so one seed is never counted twice."""
+    finished = frame[frame["status"].isin(["FINISHED", "N/A"])]
+    return finished.sort_values("start_time").drop_duplicates("config_hash", keep="last")
+
+
+def failures(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs that failed or were killed and whose config has no finished run since."""
+    columns = [*GROUP, "seed", "status", "reason", "run_id"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    return _unfinished(frame).sort_values([*GROUP, "seed"])[columns].reset_index(drop=True)
+
+
+def _unfinished(frame: pd.DataFrame) -> pd.DataFrame:
+    done = set(frame.loc[frame["status"].isin(["FINISHED", "N/A"]), "config_hash"])
+    return frame[frame["status"].isin(UNFINISHED) & ~frame["config_hash"].isin(done)]
+
+
 def summary(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
-    """Mean, std (ddof 1) and n of the reported test metric per group of finished runs."""
-    finished = frame[frame["status"] == "FINISHED"] if not frame.empty else frame
-    if finished.empty:
-        return pd.DataFrame(columns=[*GROUP, "role", "metric", "mean", "std", "n"])
+    """Per (task, teacher, student, method): the reported metric's spread over seeds.
+
+    The metric is ``metric`` when the suite sets one, else each run's primary metric.
+    Combinations with no usable seed are kept, with status 'n/a' (skipped) or 'failed'
+    and the reason, so a method never silently vanishes from the table.
+    """
+    columns = [*GROUP, "base_method", "role", "status", "reason", "metric", "higher_is_better",
+               "n", "mean", "std", "ci_low", "ci_high", "values", "fidelity", *MODEL_STATS, "run_ids"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    runs = pd.concat([current(frame), _unfinished(frame)])
     rows = []
-    for key, group in finished.groupby(GROUP, sort=False):
-        name = metric or group["primary_metric"].iloc[0]
-        values = group[f"test_{name}"].dropna() if f"test_{name}" in group else pd.Series(dtype=float)
+    for key, group in runs.groupby(GROUP, sort=False):
+        trained = group[group["status"] == "FINISHED"]
+        first = group.iloc[0]
+        name = metric or first["primary_metric"]
+        column = f"test_{name}"
+        values = trained[column].dropna().tolist() if column in trained else []
+        status, reason = "ok", ""
+        if trained.empty:
+            skipped = group[group["status"] == "N/A"]
+            status = "n/a" if not skipped.empty else "failed"
+            reason = (skipped if not skipped.empty else group)["reason"].iloc[0]
+        elif not values:
+            status, reason = "n/a", f"no {column} logged"
+        seeds = spread(values)
         rows.append({
             **dict(zip(GROUP, key, strict=True)),
-            "role": group["role"].iloc[0],
+            "base_method": first["base_method"],
+            "role": first["role"],
+            "status": status,
+            "reason": reason,
             "metric": name,
-            "mean": values.mean(),
-            "std": values.std(ddof=1) if len(values) > 1 else float("nan"),
-            "n": len(values),
+            "higher_is_better": higher_is_better(name, first["primary_metric"], first["higher_is_better"]),
+            "n": seeds.n,
+            "mean": seeds.mean,
+            "std": seeds.std,
+            "ci_low": seeds.ci_low,
+            "ci_high": seeds.ci_high,
+            "values": values,
+            "fidelity": _mean(trained, "test_fidelity"),
+            **{stat: _mean(trained, stat) for stat in MODEL_STATS},
+            "run_ids": trained["run_id"].tolist(),
         })
-    table = pd.DataFrame(rows)
-    table["order"] = table["role"].map(ROLE_ORDER)
-    return table.sort_values(["task", "order", "student", "method"]).drop(columns="order").reset_index(drop=True)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def checkpoints(frame: pd.DataFrame) -> list[str]:
+    """The checkpoint rules the runs used; more than one means rows are not comparable."""
+    return sorted(set(frame["checkpoint"])) if not frame.empty else []
+
+
+def _mean(runs: pd.DataFrame, column: str) -> float:
+    return float(runs[column].mean()) if column in runs and runs[column].notna().any() else float("nan")

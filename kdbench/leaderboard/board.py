@@ -1,0 +1,194 @@
+"""A suite's leaderboard: rows grouped by (task, teacher, student), with their references.
+
+Each group holds the teacher and the student-only baseline as reference rows, then every
+method that distilled that student from that teacher, plus methods that need no
+teacher (they ran once per (task, student) and are repeated in each of its groups).
+The teacher and baseline are matched by what the runs' tags hold: teacher runs by
+(task, teacher name), baseline runs by (task, student), since neither has a partner.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from kdbench.errors import PluginError
+from kdbench.leaderboard.aggregate import BASELINE, checkpoints, current, failures, runs_frame, summary
+from kdbench.leaderboard.statistics import ALPHA, NAN, gap_closed, holm, seed_noise, welch_p
+from kdbench.suite import PaperAnchor
+from kdbench.tracking import RunRecord
+
+REFERENCE_METHOD = "kd"
+"""Significance is tested against this variant: plain Hinton KD, the method to beat."""
+
+NO_MODEL = "-"
+ROW_ORDER = {"teacher": 0, "baseline": 1, "method": 2}
+INTERNAL = ("values", "run_ids")
+"""Row fields the leaderboard computes with but does not show as columns."""
+
+
+@dataclass
+class Board:
+    suite: str
+    rows: pd.DataFrame
+    """One row per (task, teacher, student, method) line, grouped, references first."""
+    failures: pd.DataFrame
+    """Runs that did not finish (and were not finished since): never averaged in."""
+    cross_task: pd.DataFrame
+    """Methods ranked by mean gap closed over the tasks they ran on."""
+    checkpoints: list[str]
+    commits: list[str]
+    """The kdbench commits that produced the runs."""
+    extra_columns: list[str] = field(default_factory=list)
+    """Columns added by plugins through ``kdbench_leaderboard_columns``."""
+
+    def groups(self) -> list[tuple[tuple[str, str, str], pd.DataFrame]]:
+        return [(key, rows) for key, rows in self.rows.groupby(["task", "teacher", "student"], sort=False)]
+
+
+def load_board(suite: str, records: list[RunRecord], metric: str | None = None,
+               anchors: Sequence[PaperAnchor] = (), hook: Any = None) -> Board:
+    """The board of one suite from its MLflow runs (see ``build``)."""
+    return build(suite, runs_frame(records), metric, anchors, hook)
+
+
+def build(suite: str, frame: pd.DataFrame, metric: str | None = None,
+          anchors: Sequence[PaperAnchor] = (), hook: Any = None) -> Board:
+    """Aggregate runs into a board; ``hook`` is the plugin manager's hook relay, if any."""
+    stats = summary(frame, metric)
+    groups = [_group(stats, key, anchors) for key in _group_keys(stats)]
+    rows = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame(columns=stats.columns)
+    extra = _plugin_columns(hook, current(frame) if not frame.empty else frame, rows)
+    return Board(
+        suite=suite, rows=rows, failures=failures(frame), cross_task=cross_task(rows),
+        checkpoints=checkpoints(frame), extra_columns=extra,
+        commits=sorted(set(frame["commit"]) - {""}) if not frame.empty else [],
+    )
+
+
+def _group_keys(stats: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(task, teacher, student) groups: each distilled pair, then whatever no pair covers."""
+    teachers = stats[stats["role"] == "teacher"]
+    distilled = stats[stats["role"] == "distill"]
+    keys = set(zip(distilled["task"], distilled["teacher"], distilled["student"], strict=True))
+    teacher_free = stats[stats["role"] == "student"]
+    for task, student in set(zip(teacher_free["task"], teacher_free["student"], strict=True)):
+        if not any(k[0] == task and k[2] == student for k in keys):
+            names = sorted(set(teachers.loc[teachers["task"] == task, "teacher"])) or [NO_MODEL]
+            keys.update((task, name, student) for name in names)
+    for task, name in set(zip(teachers["task"], teachers["teacher"], strict=True)):
+        if not any(k[0] == task and name in k[1].split("+") for k in keys):
+            keys.add((task, name, NO_MODEL))
+    return sorted(keys)
+
+
+def _group(stats: pd.DataFrame, key: tuple[str, str, str], anchors: Sequence[PaperAnchor]) -> pd.DataFrame:
+    task, teacher, student = key
+    names = teacher.split("+")
+    same_task = stats[stats["task"] == task]
+    teachers = same_task[(same_task["role"] == "teacher") & same_task["teacher"].isin(names)].copy()
+    teachers["method"] = teachers["teacher"].map(lambda name: "teacher" if len(names) == 1 else f"teacher {name}")
+    teachers["paper"] = [_paper(anchors, task, "teacher", name, None) for name in teachers["teacher"]]
+    teachers["role"] = "teacher"
+    students = same_task[(same_task["student"] == student) & (
+        (same_task["role"] == "student") | ((same_task["role"] == "distill") & (same_task["teacher"] == teacher)))].copy()
+    students["role"] = ["baseline" if m == BASELINE else "method" for m in students["base_method"]]
+    students["paper"] = [_paper(anchors, task, m, teacher, student) for m in students["method"]]
+    rows = pd.concat([teachers, students], ignore_index=True).assign(teacher=teacher, student=student)
+    rows = _compare(rows)
+    rows["order"] = rows["role"].map(ROW_ORDER)
+    rows["unranked"] = rows["rank"].isna()
+    rows = rows.sort_values(["order", "unranked", "rank", "method"], kind="stable")
+    return rows.drop(columns=["order", "unranked"]).reset_index(drop=True)
+
+
+def _paper(anchors: Sequence[PaperAnchor], task: str, method: str, teacher: str | None,
+           student: str | None) -> float:
+    for anchor in anchors:
+        if (anchor.task, anchor.method) == (task, method) and anchor.teacher in (None, teacher) \
+                and anchor.student in (None, student):
+            return anchor.value
+    return NAN
+
+
+def _best(rows: pd.DataFrame) -> pd.Series | None:
+    """The best-scoring ok row: the reference teacher when a method learns from several."""
+    ok = rows[rows["status"] == "ok"]
+    if ok.empty:
+        return None
+    sign = 1 if ok["higher_is_better"].iloc[0] else -1
+    return ok.loc[(ok["mean"] * sign).idxmax()]
+
+
+def _compare(rows: pd.DataFrame) -> pd.DataFrame:
+    """Gain, gap closed, significance against plain KD, size and speed against the teacher, rank."""
+    ok = rows["status"] == "ok"
+    teacher = _best(rows[rows["role"] == "teacher"])
+    baseline = _best(rows[rows["role"] == "baseline"])
+    reference = _best(rows[(rows["method"] == REFERENCE_METHOD) & (rows["role"] == "method")])
+    sign = rows["higher_is_better"].map(lambda higher: 1.0 if higher else -1.0)
+    method = (rows["role"] == "method") & ok
+
+    rows["gain"] = (sign * (rows["mean"] - baseline["mean"])).where(method) if baseline is not None else NAN
+    if teacher is not None and baseline is not None:
+        noise = seed_noise(teacher["std"], baseline["std"])
+        rows["gap_closed"] = [
+            gap_closed(r.mean, baseline["mean"], teacher["mean"], r.higher_is_better, noise) if m else NAN
+            for r, m in zip(rows.itertuples(), method, strict=True)
+        ]
+    else:
+        rows["gap_closed"] = NAN
+
+    tested = ok & (rows["role"] != "teacher") & (rows["method"] != REFERENCE_METHOD)
+    rows["p_vs_kd"] = [
+        welch_p(values, reference["values"]) if test and reference is not None else NAN
+        for values, test in zip(rows["values"], tested, strict=True)
+    ]
+    rows["p_holm"] = holm(rows["p_vs_kd"].tolist())
+    rows["significant"] = rows["p_holm"].map(lambda p: None if math.isnan(p) else bool(p < ALPHA))
+
+    for stat, ratio in (("params", "compression"), ("latency_ms", "speedup")):
+        rows[ratio] = teacher[stat] / rows[stat] if teacher is not None else NAN
+    rows["rank"] = (sign * rows["mean"]).where(ok & (rows["role"] != "teacher")).rank(ascending=False, method="min")
+    return rows
+
+
+def cross_task(rows: pd.DataFrame) -> pd.DataFrame:
+    """Methods by mean gap closed: first averaged over a task's pairs, then over tasks.
+
+    Averaging per task first keeps a task with many teacher/student pairs from
+    outweighing the others. ``tasks`` counts tasks the method was tried on (n/a included),
+    ``tasks_with_gap`` those where a gap closed could be computed.
+    """
+    columns = ["method", "mean_gap_closed", "tasks_with_gap", "tasks", "rank"]
+    methods = rows[rows["role"] == "method"] if not rows.empty else rows
+    if methods.empty:
+        return pd.DataFrame(columns=columns)
+    per_task = methods.groupby(["method", "task"], sort=False)["gap_closed"].mean().reset_index()
+    table = per_task.groupby("method", sort=False).agg(
+        mean_gap_closed=("gap_closed", "mean"), tasks_with_gap=("gap_closed", "count"), tasks=("task", "nunique"),
+    ).reset_index()
+    table["rank"] = table["mean_gap_closed"].rank(ascending=False, method="min")
+    table = table.sort_values(["rank", "method"], na_position="last", kind="stable")
+    return table[columns].reset_index(drop=True)
+
+
+def _plugin_columns(hook: Any, runs: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
+    """Add the columns plugins return from ``kdbench_leaderboard_columns``, in load order."""
+    if hook is None or rows.empty:
+        return []
+    added: list[str] = []
+    for result in reversed(hook.kdbench_leaderboard_columns(runs=runs, rows=rows.copy())):
+        for name, values in (result or {}).items():
+            if name in rows.columns:
+                raise PluginError(f"leaderboard column '{name}' from a plugin is already a column")
+            series = values if isinstance(values, pd.Series) else pd.Series(list(values), index=rows.index)
+            if len(series) != len(rows):
+                raise PluginError(f"leaderboard column '{name}' has {len(series)} values for {len(rows)} rows")
+            rows[name] = series.reindex(rows.index)
+            added.append(name)
+    return added

@@ -1,0 +1,89 @@
+"""Shared fixtures: every test gets its own working directory, cache and MLflow store.
+
+Dataset-backed tests ask for ``require_data(name, *files)``: without the files they are
+skipped with a reason, except under ``KDBENCH_REQUIRE_DATA=1`` (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a fresh directory with its own cache, default MLflow store and entry-point plugins."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("KDBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("KDBENCH_PLUGINS", raising=False)
+    monkeypatch.delenv("KDBENCH_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    torch.set_num_threads(int(os.environ.get("KDBENCH_THREADS", 2)))
+    return work
+
+
+@pytest.fixture
+def require_data():
+    """Skip (or, under KDBENCH_REQUIRE_DATA=1, fail) when a dataset's files are absent."""
+
+    def check(dataset: str, *files: str) -> Path:
+        from kdbench.data_root import data_root
+
+        root = data_root() / dataset
+        missing = [f for f in files if not (root / f).is_file()] if files else ([] if root.is_dir() else [root])
+        if missing:
+            message = f"dataset '{dataset}' not under {data_root()} (missing {missing[0]}); set KDBENCH_DATA"
+            if os.environ.get("KDBENCH_REQUIRE_DATA") == "1":
+                pytest.fail(message)
+            pytest.skip(message)
+        return root
+
+    return check
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run the ``kdbench`` command in-process; returns (exit code, stdout, stderr)."""
+    from kdbench.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def write_suite(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+TINY_DIGITS = """
+name: {name}
+seeds: {seeds}
+tasks: [digits]
+pairs:
+  - {{teacher: hinton-mlp-1200, student: mlp-30}}
+methods: {methods}
+recipe:
+  teacher: {{epochs: 1}}
+  student: {{epochs: 1}}
+"""
+
+
+@pytest.fixture
+def tiny_suite(isolated: Path):
+    """A one-epoch digits suite file; methods and seeds are parameters."""
+
+    def make(name: str = "tiny", methods: str = "[student-only, kd]", seeds: int = 1) -> Path:
+        return write_suite(isolated / f"{name}.yaml", TINY_DIGITS.format(name=name, methods=methods, seeds=seeds))
+
+    return make

@@ -1,0 +1,116 @@
+"""Suite validation: every error names the file and field, exits 2, in one line, before training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+GOOD = """\
+name: ok
+seeds: 1
+tasks: [digits]
+pairs:
+  - {teacher: hinton-mlp-1200, student: mlp-30}
+methods: [student-only, kd]
+recipe:
+  teacher: {epochs: 1}
+  student: {epochs: 1}
+"""
+
+
+def mutate(old: str, new: str) -> str:
+    assert old in GOOD
+    return GOOD.replace(old, new)
+
+
+CASES = {
+    "unknown task": (mutate("[digits]", "[digitz]"), ["tasks[0].name", "unknown task 'digitz'", "did you mean 'digits'"]),
+    "unknown teacher": (mutate("teacher: hinton-mlp-1200", "teacher: hinton-mlp-120"),
+                        ["pairs[0].teacher", "did you mean 'hinton-mlp-1200'"]),
+    "unknown student": (mutate("student: mlp-30", "student: mlp-3O"), ["pairs[0].student", "did you mean 'mlp-30'"]),
+    "unknown method": (mutate("student-only, kd]", "student-only, kdd]"), ["methods[1].name", "unknown method 'kdd'",
+                                                                          "did you mean 'kd'", "known:"]),
+    "unknown method parameter": (mutate("student-only, kd]", "student-only, {name: kd, params: {tau: 2}}]"),
+                                 ["methods[1].params", "parameter of method kd 'tau'"]),
+    "parameter of wrong type": (mutate("student-only, kd]", "student-only, {name: kd, params: {T: hot}}]"),
+                                ["methods[1].params.T", "expected a number, got 'hot'"]),
+    "zero temperature": (mutate("student-only, kd]", "student-only, {name: kd, params: {T: 0}}]"),
+                         ["methods[1].params", "T must be positive"]),
+    "grid with no values": (mutate("student-only, kd]", "student-only, {name: kd, grid: {T: []}}]"),
+                            ["methods[1].grid.T", "non-empty list"]),
+    "seeds of wrong type": (mutate("seeds: 1", "seeds: three"), ["seeds", "(got 'three')"]),
+    "zero seeds": (mutate("seeds: 1", "seeds: 0"), ["seeds", "positive"]),
+    "negative epochs": (mutate("teacher: {epochs: 1}", "teacher: {epochs: -3}"),
+                        ["recipe.teacher.epochs", "greater than 0", "(got -3)"]),
+    "absurd epochs": (mutate("teacher: {epochs: 1}", "teacher: {epochs: 1000000000}"), ["recipe.teacher.epochs"]),
+    "unknown recipe field": (mutate("student: {epochs: 1}", "student: {epoch: 1}"),
+                             ["recipe.student", "unknown recipe field 'epoch'", "did you mean 'epochs'"]),
+    "unknown top-level field": (GOOD + "seed: 3\n", ["seed", "Extra inputs are not permitted"]),
+    "missing pairs": (mutate("pairs:\n  - {teacher: hinton-mlp-1200, student: mlp-30}\n", ""),
+                      ["suite", "needs 'tasks', 'pairs' and 'methods'"]),
+    "missing student": (mutate("{teacher: hinton-mlp-1200, student: mlp-30}", "{teacher: hinton-mlp-1200}"),
+                        ["pairs[0].student", "Field required"]),
+    "unknown task option": (mutate("[digits]", "[{name: digits, options: {split_sead: 1}}]"),
+                            ["tasks[0].options", "did you mean 'split_seed'"]),
+    "duplicate key": (GOOD + "seeds: 2\n", ["duplicate key 'seeds'", ":10:"]),
+    "invalid yaml": (mutate("methods: [student-only, kd]", "methods: [student-only, kd"), ["invalid YAML"]),
+    "not a mapping": ("- just\n- a list\n", ["expected a mapping of suite fields, got list"]),
+    "bad suite name": (mutate("name: ok", "name: ../../etc/passwd"), ["name", "should match pattern"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_invalid_suite_is_one_line_naming_file_and_field(case, cli, isolated: Path):
+    text, expected = CASES[case]
+    path = isolated / "suite.yaml"
+    path.write_text(text)
+    code, out, err = cli("run", path)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"kdbench: error: {path}"), lines[0]
+    for fragment in expected:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in err + out
+    assert not (isolated / "mlflow.db").exists(), "nothing may be tracked for an invalid suite"
+
+
+def test_the_good_suite_validates(isolated: Path):
+    from kdbench.registry import Registry
+    from kdbench.suite import load_suite
+
+    path = isolated / "suite.yaml"
+    path.write_text(GOOD)
+    suite = load_suite(path, Registry.load())
+    assert suite.seeds == [0]
+    assert [m.name for m in suite.all_cases()[0].methods] == ["student-only", "kd"]
+
+
+def test_missing_suite_file_and_unknown_suite_name(cli):
+    code, _, err = cli("run", "nowhere.yaml")
+    assert code == 2 and "nowhere.yaml: no such suite file" in err
+    code, _, err = cli("run", "quickstrat")
+    assert code == 2 and "unknown suite 'quickstrat'; did you mean 'quickstart'?" in err
+
+
+def test_grid_expands_to_cartesian_product():
+    from kdbench.suite import MethodEntry
+
+    entry = MethodEntry(name="kd", params={"alpha": 0.5}, grid={"T": [1, 2], "x": ["a", "b", "c"]})
+    points = entry.points()
+    assert len(points) == 6
+    assert all(p["alpha"] == 0.5 for p in points)
+    assert {(p["T"], p["x"]) for p in points} == {(t, x) for t in (1, 2) for x in "abc"}
+
+
+def test_every_shipped_suite_validates():
+    from kdbench.cli import known_suites, resolve_suite
+    from kdbench.registry import Registry
+    from kdbench.suite import load_suite
+
+    registry = Registry.load()
+    names = known_suites()
+    assert {"quickstart", "smoke", "hinton-mnist"} <= set(names)
+    for name in names:
+        load_suite(resolve_suite(name), registry)
