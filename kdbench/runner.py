@@ -163,9 +163,14 @@ class Runner:
             context.teacher = outputs if several else (outputs[0] if outputs else None)
             if outputs:
                 self.tracker.set_tags(run_id, {"kdbench.teacher_outputs_cached": str(outputs[0].cached).lower()})
-        trained = train(context)
-        if combination.role == "teacher":
-            self.cache.save(combination.key, trained)
+        if combination.role == "teacher" and self.cache.has(combination.key) and not self.rerun:
+            # trained by an earlier suite or invocation: evaluate the cached checkpoint, don't retrain
+            trained = self.cache.load(combination.key, model)
+            self.tracker.set_tags(run_id, {"kdbench.teacher_cache": "hit"})
+        else:
+            trained = train(context)
+            if combination.role == "teacher":
+                self.cache.save(combination.key, trained)
         reference = teachers[0] if len(teachers) == 1 else None
         evaluated = task.evaluate(trained, "test", role, reference=reference)
         metrics = {f"test_{k}": v for k, v in evaluated.items()}
