@@ -17,6 +17,7 @@ from kdbench.errors import UserError
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         return args.handler(args)
     except UserError as error:
@@ -51,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     board.add_argument("suite")
     board.add_argument("--tracking-uri")
     board.set_defaults(handler=_leaderboard)
+
+    publish = with_plugins(sub.add_parser(
+        "publish", help="write suites' leaderboards (md, html, csv, json, png) and an index"))
+    publish.add_argument("suites", nargs="+", metavar="suite")
+    publish.add_argument("--out", type=Path, default=Path("results"),
+                         help="folder for <suite>/ and the index (default: results)")
+    publish.add_argument("--tracking-uri")
+    publish.set_defaults(handler=_publish)
 
     data = sub.add_parser("data", help="dataset files")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -96,16 +105,16 @@ def _registry(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to ke
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kdbench.console import RichProgress, summary_table
+    from kdbench.console import WIDTH, RichProgress, summary_table
     from kdbench.data_root import cache_dir
-    from kdbench.leaderboard.aggregate import runs_frame, summary
+    from kdbench.leaderboard.board import load_board
     from kdbench.plan import expand, task_instances
     from kdbench.runner import Runner
     from kdbench.suite import load_suite
     from kdbench.teacher_cache import TeacherCache
     from kdbench.tracking import Tracker
 
-    console = Console(width=max(Console().width, 120))
+    console = Console(width=max(Console().width, WIDTH))
     registry = _registry(args)
     path = resolve_suite(args.suite)
     suite = load_suite(path, registry)
@@ -119,8 +128,8 @@ def _run(args: argparse.Namespace) -> int:
                           + (" (--rerun runs them again)" if not todo else ""))
             progress.bars.advance(progress.overall, len(done))
         outcomes = runner.run(todo)
-    table = summary(runs_frame(tracker.runs()), suite.metric)
-    console.print(summary_table(f"{suite.name} — mean ± std over seeds; checkpoint: {suite.checkpoint} epoch", table))
+    board = load_board(suite.name, tracker.runs(), suite.metric, suite.paper, registry.manager.hook)
+    console.print(summary_table(board))
     failed = [o for o in outcomes if o.status == "FAILED"]
     skipped = [o for o in outcomes if o.status == "N/A"]
     for outcome in skipped:
@@ -171,18 +180,35 @@ def _describe(entry: object) -> str:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from kdbench.console import summary_table
-    from kdbench.leaderboard.aggregate import runs_frame, summary
+    from kdbench.console import WIDTH, summary_table
+    from kdbench.leaderboard.store import read
     from kdbench.suite import load_suite
-    from kdbench.tracking import Tracker
 
     registry = _registry(args)
     suite = load_suite(resolve_suite(args.suite), registry)
-    tracker = Tracker(args.tracking_uri, suite.name)
-    records = tracker.runs()
-    if not records:
-        raise UserError(f"no runs of suite '{suite.name}' in {tracker.uri}; run it first")
-    Console().print(summary_table(suite.name, summary(runs_frame(records), suite.metric)))
+    board, _ = read(suite, args.tracking_uri, registry.manager.hook)
+    Console(width=max(Console().width, WIDTH)).print(summary_table(board))
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from kdbench.leaderboard.publish import Stamp, publish_suite, write_index
+    from kdbench.leaderboard.store import read
+    from kdbench.suite import load_suite
+
+    registry = _registry(args)
+    suites = [load_suite(resolve_suite(name), registry) for name in args.suites]
+    boards = [(suite, *read(suite, args.tracking_uri, registry.manager.hook)) for suite in suites]
+    stamp = Stamp.now(args.argv)
+    for suite, board, tracker in boards:
+        folder = args.out / suite.name
+        written = publish_suite(board, folder, stamp, tracker.history, suite.description)
+        print(f"{suite.name}: {len(written)} files in {folder}")
+    listed, skipped = write_index(args.out, stamp)
+    for path in skipped:
+        print(f"kdbench: warning: {path} is not a kdbench leaderboard; not indexed",
+              file=sys.stderr)
+    print(f"{args.out / 'index.html'} and README.md list {len(listed)} suite(s)")
     return 0
 
 

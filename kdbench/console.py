@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from kdbench.leaderboard.board import Board
+from kdbench.leaderboard.columns import (
+    CROSS_TASK_HEADERS,
+    CROSS_TASK_RIGHT,
+    FAILURE_HEADERS,
+    checkpoint_rule,
+    columns,
+    cross_task_rows,
+    failure_rows,
+    footnotes,
+    metric_label,
+    title,
+)
 from kdbench.plan import Combination
 from kdbench.runner import Outcome
 from kdbench.runner import Progress as RunnerProgress
@@ -19,7 +32,8 @@ class RichProgress(RunnerProgress):
         self.console = console
         self.bars = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console, transient=False,
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+            transient=False,
         )
         self.overall = self.bars.add_task("runs", total=total, status="")
         self.current = None
@@ -39,34 +53,71 @@ class RichProgress(RunnerProgress):
     def epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         shown = next((f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("val_")), "")
         if self.current is not None:
-            self.bars.update(self.current, completed=epoch, status=f"loss={metrics['train_loss']:.4f} {shown}")
+            status = f"loss={metrics['train_loss']:.4f} {shown}"
+            self.bars.update(self.current, completed=epoch, status=status)
 
     def end_run(self, outcome: Outcome) -> None:
         if self.current is not None:
             self.bars.remove_task(self.current)
             self.current = None
         if outcome.status == "FAILED":
-            self.console.print(f"[red]FAILED[/red] {outcome.combination.label}: {outcome.error}", markup=True)
+            reason = f" {outcome.combination.label}: {outcome.error}"
+            self.console.print(Text.assemble(("FAILED", "red"), reason))
         self.bars.advance(self.overall)
 
     def note(self, text: str) -> None:
         self.console.print(text, markup=False)
 
 
-def format_mean_std(mean: float, std: float, digits: int = 4) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "n/a"
-    if std is None or math.isnan(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+WIDTH = 140
 
 
-def summary_table(title: str, table: pd.DataFrame) -> Table:
-    out = Table(title=title)
-    for column in ("task", "teacher", "student", "method", "test metric", "n"):
-        out.add_column(column, justify="right" if column in ("test metric", "n") else "left", no_wrap=True)
-    for row in table.itertuples():
-        digits = 1 if row.metric == "errors" else 4
-        out.add_row(row.task, row.teacher, row.student, row.method,
-                    f"{row.metric} {format_mean_std(row.mean, row.std, digits)}", str(row.n))
-    return out
+def summary_table(board: Board) -> Group:
+    """The leaderboard for a terminal: the same columns and rules as the published pages.
+
+    One table per (task, teacher, student) group, named in its title, so the columns
+    left are the numbers; those that need width (CI, FLOPs) are left to the pages.
+    Print it on a console at least ``WIDTH`` wide, or rich elides numbers.
+    """
+    shown = columns(board, terminal=True)
+    parts: list[Table | Text] = [Text(title(board), style="bold")]
+    for rows in board.groups():
+        first = rows.iloc[0]
+        heading = (f"{first['task']} · {first['teacher']} → {first['student']} · "
+                   f"{metric_label(first)} · checkpoint: {checkpoint_rule(board)}")
+        table = _table(heading)
+        for column in shown:
+            table.add_column(column.header, justify="right" if column.numeric else "left",
+                             no_wrap=column.key != "reason")
+        for _, row in rows.iterrows():
+            table.add_row(*[Text(c.text(row)) for c in shown], style=_style(row))
+        parts.append(table)
+    if not board.failures.empty:
+        parts.append(_plain_table("runs that did not finish", FAILURE_HEADERS, failure_rows(board)))
+    if not board.cross_task.empty:
+        parts.append(_plain_table(f"across tasks — checkpoint: {checkpoint_rule(board)}",
+                                  CROSS_TASK_HEADERS, cross_task_rows(board), CROSS_TASK_RIGHT))
+    parts.append(Text("\n".join(f"• {note}" for note in footnotes(board)), style="dim"))
+    return Group(*parts)
+
+
+def _style(row: pd.Series) -> str | None:
+    """References in italics, rows without a result dimmed."""
+    if row["role"] != "method":
+        return "italic"
+    return None if row["status"] == "ok" else "dim"
+
+
+def _table(heading: str) -> Table:
+    return Table(title=heading, title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True,
+                 pad_edge=False)
+
+
+def _plain_table(name: str, headers: list[str], rows: list[list[str]],
+                 right: list[bool] | None = None) -> Table:
+    table = _table(name)
+    for header, numeric in zip(headers, right or [False] * len(headers), strict=True):
+        table.add_column(header, justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*[Text(cell) for cell in row])
+    return table

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from kdbench.datasets import DatasetSpec
     from kdbench.method import Method
     from kdbench.model import ModelSpec
@@ -101,4 +103,32 @@ def kdbench_run_end(config: dict[str, Any], run_id: str, status: str, metrics: d
 
     ``config`` and ``run_id`` are as in ``kdbench_run_start``; ``status`` is 'FINISHED', 'FAILED' or 'KILLED'; ``metrics`` holds the final test
     metrics (empty when the run did not finish).
+    """
+
+
+# --------------------------------------------------------------------------------------
+# Leaderboards: called by ``kdbench leaderboard``, ``kdbench publish`` and the summary at
+# the end of ``kdbench run``. Every plugin's answer is used.
+# --------------------------------------------------------------------------------------
+
+
+@hookspec
+def kdbench_leaderboard_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any] | None:
+    """Return extra leaderboard columns, as a mapping from column name to values.
+
+    ``runs`` holds one row per finished run of the suite (skipped ones too, with
+    ``status`` 'N/A'): the identity columns ``task``, ``teacher``, ``student``, ``method``
+    (the variant), ``base_method``, ``role``, ``seed``, ``run_id`` and every final metric
+    as logged (``test_accuracy``, ``params``, ``latency_ms``, ...).
+
+    ``rows`` is the leaderboard as built so far, one row per line of the table (teacher
+    and student-only reference rows included, ``role`` 'teacher', 'baseline' or
+    'method'): the group keys ``task``, ``teacher``, ``student``, ``method``, the
+    statistics (``mean``, ``std``, ``n``, ``gap_closed``, ``p_holm``, ``rank``, ...) and
+    ``run_ids``, the runs averaged into that row. It is a copy: changing it does nothing.
+
+    Each value is a list with one entry per row of ``rows``, in order, or a
+    ``pandas.Series`` indexed like ``rows``. Return None to add nothing. Columns appear
+    in every output (terminal, markdown, HTML, CSV, JSON) in plugin load order; a name
+    that is already a column is an error.
     """

@@ -75,8 +75,8 @@ def summary(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     Combinations with no usable seed are kept, with status 'n/a' (skipped) or 'failed'
     and the reason, so a method never silently vanishes from the table.
     """
-    columns = [*GROUP, "base_method", "role", "status", "reason", "metric", "higher_is_better",
-               "n", "mean", "std", "ci_low", "ci_high", "values", "fidelity", *MODEL_STATS, "run_ids"]
+    columns = [*GROUP, "base_method", "role", "status", "reason", "metric", "higher_is_better", "n",
+               "mean", "std", "ci_low", "ci_high", "values", "fidelity", *MODEL_STATS, "run_ids"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     runs = pd.concat([current(frame), _unfinished(frame)])
@@ -85,6 +85,7 @@ def summary(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
         trained = group[group["status"] == "FINISHED"]
         first = group.iloc[0]
         name = metric or first["primary_metric"]
+        higher = higher_is_better(name, first["primary_metric"], first["higher_is_better"])
         column = f"test_{name}"
         values = trained[column].dropna().tolist() if column in trained else []
         status, reason = "ok", ""
@@ -102,7 +103,7 @@ def summary(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
             "status": status,
             "reason": reason,
             "metric": name,
-            "higher_is_better": higher_is_better(name, first["primary_metric"], first["higher_is_better"]),
+            "higher_is_better": higher,
             "n": seeds.n,
             "mean": seeds.mean,
             "std": seeds.std,
@@ -122,4 +123,6 @@ def checkpoints(frame: pd.DataFrame) -> list[str]:
 
 
 def _mean(runs: pd.DataFrame, column: str) -> float:
-    return float(runs[column].mean()) if column in runs and runs[column].notna().any() else float("nan")
+    if column not in runs or runs[column].isna().all():
+        return float("nan")
+    return float(runs[column].mean())

@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from kdbench.errors import PluginError
-from kdbench.leaderboard.aggregate import BASELINE, checkpoints, current, failures, runs_frame, summary
+from kdbench.leaderboard import aggregate
+from kdbench.leaderboard.aggregate import BASELINE
 from kdbench.leaderboard.statistics import ALPHA, NAN, gap_closed, holm, seed_noise, welch_p
 from kdbench.suite import PaperAnchor
 from kdbench.tracking import RunRecord
@@ -46,26 +47,27 @@ class Board:
     extra_columns: list[str] = field(default_factory=list)
     """Columns added by plugins through ``kdbench_leaderboard_columns``."""
 
-    def groups(self) -> list[tuple[tuple[str, str, str], pd.DataFrame]]:
-        return [(key, rows) for key, rows in self.rows.groupby(["task", "teacher", "student"], sort=False)]
+    def groups(self) -> list[pd.DataFrame]:
+        """The rows of each (task, teacher, student) group, in table order."""
+        return [rows for _, rows in self.rows.groupby(["task", "teacher", "student"], sort=False)]
 
 
 def load_board(suite: str, records: list[RunRecord], metric: str | None = None,
                anchors: Sequence[PaperAnchor] = (), hook: Any = None) -> Board:
     """The board of one suite from its MLflow runs (see ``build``)."""
-    return build(suite, runs_frame(records), metric, anchors, hook)
+    return build(suite, aggregate.runs_frame(records), metric, anchors, hook)
 
 
 def build(suite: str, frame: pd.DataFrame, metric: str | None = None,
           anchors: Sequence[PaperAnchor] = (), hook: Any = None) -> Board:
     """Aggregate runs into a board; ``hook`` is the plugin manager's hook relay, if any."""
-    stats = summary(frame, metric)
+    stats = aggregate.summary(frame, metric)
     groups = [_group(stats, key, anchors) for key in _group_keys(stats)]
     rows = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame(columns=stats.columns)
-    extra = _plugin_columns(hook, current(frame) if not frame.empty else frame, rows)
+    extra = _plugin_columns(hook, aggregate.current(frame) if not frame.empty else frame, rows)
     return Board(
-        suite=suite, rows=rows, failures=failures(frame), cross_task=cross_task(rows),
-        checkpoints=checkpoints(frame), extra_columns=extra,
+        suite=suite, rows=rows, failures=aggregate.failures(frame), cross_task=cross_task(rows),
+        checkpoints=aggregate.checkpoints(frame), extra_columns=extra,
         commits=sorted(set(frame["commit"]) - {""}) if not frame.empty else [],
     )
 
@@ -86,19 +88,23 @@ def _group_keys(stats: pd.DataFrame) -> list[tuple[str, str, str]]:
     return sorted(keys)
 
 
-def _group(stats: pd.DataFrame, key: tuple[str, str, str], anchors: Sequence[PaperAnchor]) -> pd.DataFrame:
+def _group(stats: pd.DataFrame, key: tuple[str, str, str],
+           anchors: Sequence[PaperAnchor]) -> pd.DataFrame:
     task, teacher, student = key
     names = teacher.split("+")
-    same_task = stats[stats["task"] == task]
-    teachers = same_task[(same_task["role"] == "teacher") & same_task["teacher"].isin(names)].copy()
-    teachers["method"] = teachers["teacher"].map(lambda name: "teacher" if len(names) == 1 else f"teacher {name}")
-    teachers["paper"] = [_paper(anchors, task, "teacher", name, None) for name in teachers["teacher"]]
+    ours = stats[stats["task"] == task]
+    teachers = ours[(ours["role"] == "teacher") & ours["teacher"].isin(names)].copy()
+    single = len(names) == 1
+    teachers["method"] = ["teacher" if single else f"teacher {n}" for n in teachers["teacher"]]
+    teachers["paper"] = [_paper(anchors, task, "teacher", n, None) for n in teachers["teacher"]]
     teachers["role"] = "teacher"
-    students = same_task[(same_task["student"] == student) & (
-        (same_task["role"] == "student") | ((same_task["role"] == "distill") & (same_task["teacher"] == teacher)))].copy()
+    distilled = (ours["role"] == "distill") & (ours["teacher"] == teacher)
+    learns = (ours["role"] == "student") | distilled
+    students = ours[(ours["student"] == student) & learns].copy()
     students["role"] = ["baseline" if m == BASELINE else "method" for m in students["base_method"]]
     students["paper"] = [_paper(anchors, task, m, teacher, student) for m in students["method"]]
-    rows = pd.concat([teachers, students], ignore_index=True).assign(teacher=teacher, student=student)
+    rows = pd.concat([teachers, students], ignore_index=True)
+    rows = rows.assign(teacher=teacher, student=student)
     rows = _compare(rows)
     rows["order"] = rows["role"].map(ROW_ORDER)
     rows["unranked"] = rows["rank"].isna()
@@ -133,15 +139,17 @@ def _compare(rows: pd.DataFrame) -> pd.DataFrame:
     sign = rows["higher_is_better"].map(lambda higher: 1.0 if higher else -1.0)
     method = (rows["role"] == "method") & ok
 
-    rows["gain"] = (sign * (rows["mean"] - baseline["mean"])).where(method) if baseline is not None else NAN
+    rows["gain"] = NAN
+    rows["gap_closed"] = NAN
+    if baseline is not None:
+        rows["gain"] = (sign * (rows["mean"] - baseline["mean"])).where(method)
     if teacher is not None and baseline is not None:
         noise = seed_noise(teacher["std"], baseline["std"])
         rows["gap_closed"] = [
-            gap_closed(r.mean, baseline["mean"], teacher["mean"], r.higher_is_better, noise) if m else NAN
+            gap_closed(r.mean, baseline["mean"], teacher["mean"], r.higher_is_better, noise)
+            if m else NAN
             for r, m in zip(rows.itertuples(), method, strict=True)
         ]
-    else:
-        rows["gap_closed"] = NAN
 
     tested = ok & (rows["role"] != "teacher") & (rows["method"] != REFERENCE_METHOD)
     rows["p_vs_kd"] = [
@@ -153,7 +161,8 @@ def _compare(rows: pd.DataFrame) -> pd.DataFrame:
 
     for stat, ratio in (("params", "compression"), ("latency_ms", "speedup")):
         rows[ratio] = teacher[stat] / rows[stat] if teacher is not None else NAN
-    rows["rank"] = (sign * rows["mean"]).where(ok & (rows["role"] != "teacher")).rank(ascending=False, method="min")
+    ranked = (sign * rows["mean"]).where(ok & (rows["role"] != "teacher"))
+    rows["rank"] = ranked.rank(ascending=False, method="min")
     return rows
 
 
@@ -170,7 +179,9 @@ def cross_task(rows: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     per_task = methods.groupby(["method", "task"], sort=False)["gap_closed"].mean().reset_index()
     table = per_task.groupby("method", sort=False).agg(
-        mean_gap_closed=("gap_closed", "mean"), tasks_with_gap=("gap_closed", "count"), tasks=("task", "nunique"),
+        mean_gap_closed=("gap_closed", "mean"),
+        tasks_with_gap=("gap_closed", "count"),
+        tasks=("task", "nunique"),
     ).reset_index()
     table["rank"] = table["mean_gap_closed"].rank(ascending=False, method="min")
     table = table.sort_values(["rank", "method"], na_position="last", kind="stable")
@@ -184,11 +195,14 @@ def _plugin_columns(hook: Any, runs: pd.DataFrame, rows: pd.DataFrame) -> list[s
     added: list[str] = []
     for result in reversed(hook.kdbench_leaderboard_columns(runs=runs, rows=rows.copy())):
         for name, values in (result or {}).items():
+            where = f"leaderboard column '{name}' from a plugin"
             if name in rows.columns:
-                raise PluginError(f"leaderboard column '{name}' from a plugin is already a column")
-            series = values if isinstance(values, pd.Series) else pd.Series(list(values), index=rows.index)
-            if len(series) != len(rows):
-                raise PluginError(f"leaderboard column '{name}' has {len(series)} values for {len(rows)} rows")
-            rows[name] = series.reindex(rows.index)
+                raise PluginError(f"{where} is already a column")
+            if len(values) != len(rows):
+                raise PluginError(f"{where} has {len(values)} values for {len(rows)} rows")
+            if isinstance(values, pd.Series):
+                rows[name] = values.reindex(rows.index)
+            else:
+                rows[name] = pd.Series(list(values), index=rows.index)
             added.append(name)
     return added

@@ -28,7 +28,8 @@ def bare(metric: str) -> str:
     return metric
 
 
-def higher_is_better(metric: str, primary_metric: str = "", primary_higher: bool | None = None) -> bool:
+def higher_is_better(metric: str, primary_metric: str = "",
+                     primary_higher: bool | None = None) -> bool:
     """Whether a larger value of ``metric`` is better.
 
     ``primary_higher`` is the task's own word (the run tag) and applies only when

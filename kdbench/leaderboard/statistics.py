@@ -84,7 +84,8 @@ def seed_noise(teacher_std: float, student_std: float) -> float:
     return math.sqrt(math.fsum(variances) / 2) if variances else 0.0
 
 
-def gap_closed(method: float, student: float, teacher: float, higher_is_better: bool, noise: float) -> float:
+def gap_closed(method: float, student: float, teacher: float, higher_is_better: bool,
+               noise: float) -> float:
     """(method − student) / (teacher − student), measured in the "better" direction.
 
     NaN when the teacher is not ahead of the student-only baseline by more than ``noise``:

@@ -1,0 +1,72 @@
+"""The leaderboard as GitHub-flavoured markdown: one table row per board row.
+
+Names come from suite files and run tags, which anyone can write, so every cell is
+escaped: a method called ``<script>`` reads as text, and ``|`` cannot split a cell.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from kdbench.leaderboard.board import Board
+from kdbench.leaderboard.columns import (
+    CROSS_TASK_HEADERS,
+    CROSS_TASK_NOTE,
+    CROSS_TASK_RIGHT,
+    FAILURE_HEADERS,
+    checkpoint_rule,
+    columns,
+    cross_task_rows,
+    failure_rows,
+    footnotes,
+    title,
+)
+
+_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+"""Characters that start inline formatting, links, or split a table cell."""
+
+
+def escape(text: str) -> str:
+    """Text that renders literally in a markdown table cell.
+
+    HTML-significant characters become entities (GitHub would otherwise treat ``<x>`` as a
+    tag), inline markup and ``|`` are backslash-escaped, and newlines become spaces.
+    """
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _SPECIAL.sub(r"\\\1", text).replace("\r", " ").replace("\n", " ")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
+          right: Sequence[bool] | None = None) -> str:
+    right = right or [False] * len(headers)
+    lines = ["| " + " | ".join(escape(h) for h in headers) + " |",
+             "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+    lines += ["| " + " | ".join(escape(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render(board: Board, stamp: str, plots: Sequence[tuple[str, str]] = ()) -> str:
+    """The suite's page: header and stamp, the table, footnotes, failures, cross-task, plots.
+
+    ``plots`` are (caption, relative path) pairs, linked so the page renders on GitHub.
+    """
+    shown = columns(board)
+    parts = [
+        f"# {escape(title(board))}",
+        escape(stamp),
+        table([c.header for c in shown],
+              [[c.text(row) for c in shown] for _, row in board.rows.iterrows()],
+              [c.numeric for c in shown]),
+        "\n".join(f"- {escape(note)}" for note in footnotes(board)),
+    ]
+    if not board.failures.empty:
+        parts += ["## Runs that did not finish", table(FAILURE_HEADERS, failure_rows(board))]
+    if not board.cross_task.empty:
+        parts += [f"## Across tasks — checkpoint: {escape(checkpoint_rule(board))}",
+                  table(CROSS_TASK_HEADERS, cross_task_rows(board), CROSS_TASK_RIGHT),
+                  escape(CROSS_TASK_NOTE)]
+    if plots:
+        parts.append("## Plots")
+        parts += [f"![{escape(caption)}]({path})" for caption, path in plots]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,167 @@
+"""PNG plots of one (task, teacher, student) group: trade-offs, bars, learning curves.
+
+Figures are drawn with matplotlib's object API on the Agg canvas, never ``pyplot``, so
+publishing keeps no global figure state and needs no display.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from kdbench.leaderboard.columns import si
+
+History = Callable[[str, str], list[tuple[int, float]]]
+"""(run id, metric key) -> [(step, value), ...], as ``Tracker.history`` answers."""
+
+DPI = 110
+MARKERS = {"teacher": "*", "baseline": "s", "method": "o"}
+
+
+def slug(*names: str) -> str:
+    """A file-name-safe stem; a short hash keeps two names that slug alike apart."""
+    text = "__".join(names)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "group"
+    return safe if safe == text else f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def _label(text: str) -> str:
+    """Names are user text: a '$' must not switch matplotlib into mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _colours(rows: pd.DataFrame) -> dict[str, str]:
+    palette = [f"C{i}" for i in range(10)]
+    return {method: palette[i % len(palette)] for i, method in enumerate(rows["method"])}
+
+
+def plot_group(rows: pd.DataFrame, history: History, folder: Path) -> list[tuple[str, str]]:
+    """Write the group's plots into ``folder``; return (caption, file name) pairs."""
+    first = rows.iloc[0]
+    stem = slug(first["task"], first["teacher"], first["student"])
+    heading = f"{first['task']} · {first['teacher']} → {first['student']}"
+    ok = rows[rows["status"] == "ok"]
+    if ok.empty:
+        return []
+    colours = _colours(rows)
+    figures = {"tradeoff": _tradeoff(ok, colours), "bars": _bars(ok, colours),
+               "curves": _curves(ok, colours, history)}
+    drawn = []
+    for kind, figure in figures.items():
+        if figure is None:
+            continue
+        figure.suptitle(_label(heading), fontsize=10)
+        name = f"{stem}-{kind}.png"
+        figure.savefig(folder / name, dpi=DPI, bbox_inches="tight")
+        drawn.append((f"{heading}: {_CAPTIONS[kind]}", name))
+    return drawn
+
+
+_CAPTIONS = {
+    "tradeoff": "metric against parameters and CPU latency (mean ± std over seeds; points of one "
+                "student are nudged sideways to stay visible)",
+    "bars": "metric per method (mean ± std), teacher and student-only as lines",
+    "curves": "validation metric per epoch, mean over seeds",
+}
+
+
+def _axis_label(rows: pd.DataFrame, split: str = "test") -> str:
+    better = "higher" if rows["higher_is_better"].iloc[0] else "lower"
+    return _label(f"{split} {rows['metric'].iloc[0]} ({better} is better)")
+
+
+def _tradeoff(ok: pd.DataFrame, colours: dict[str, str]) -> Figure | None:
+    placed = ok.dropna(subset=["params", "latency_ms"])
+    if placed.empty:
+        return None
+    figure = Figure(figsize=(10, 4))
+    axes = (("params", "parameters (log scale)"),
+            ("latency_ms", "CPU latency per sample, ms (log scale)"))
+    for axis, (stat, xlabel) in zip(figure.subplots(1, 2), axes, strict=True):
+        for dodge, row in zip(_dodges(placed), placed.itertuples(), strict=True):
+            spread = 0 if pd.isna(row.std) else row.std
+            axis.errorbar(getattr(row, stat) * dodge, row.mean, yerr=spread,
+                          fmt=MARKERS[row.role], color=colours[row.method], capsize=3, markersize=8,
+                          label=_label(row.method))
+        _log_axis(axis, placed[stat])
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel(_axis_label(placed))
+        axis.grid(alpha=0.3)
+    figure.axes[0].legend(fontsize=8)
+    return figure
+
+
+def _dodges(rows: pd.DataFrame) -> list[float]:
+    """Small sideways factors for students: they share one size, and would hide each other."""
+    students = (rows["role"] != "teacher").cumsum() - 1
+    centre = (rows["role"] != "teacher").sum() / 2 - 0.5
+    return [1.0 if role == "teacher" else 1.06 ** (k - centre)
+            for role, k in zip(rows["role"], students, strict=True)]
+
+
+def _log_axis(axis: Any, values: pd.Series) -> None:
+    """A log x axis labelled in plain numbers (1.5M, 0.05), not powers of ten.
+
+    A narrow range gets ticks at 1, 2 and 5 of each decade, or it would show none.
+    """
+    axis.set_xscale("log")
+    narrow = values.max() / values.min() < 100
+    axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: si(value, "{:g}")))
+    axis.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _bars(ok: pd.DataFrame, colours: dict[str, str]) -> Figure | None:
+    methods = ok[ok["role"] == "method"]
+    if methods.empty:
+        return None
+    figure = Figure(figsize=(max(5.0, 1.0 + 0.9 * len(methods)), 4))
+    axis = figure.subplots()
+    positions = range(len(methods))
+    axis.bar(positions, methods["mean"], yerr=methods["std"].fillna(0), capsize=4,
+             color=[colours[m] for m in methods["method"]], alpha=0.85)
+    names = [_label(m) for m in methods["method"]]
+    axis.set_xticks(list(positions), names, rotation=30, ha="right")
+    for role, style, name in (("teacher", "--", "teacher"), ("baseline", ":", "student-only")):
+        for value in ok.loc[ok["role"] == role, "mean"]:
+            axis.axhline(value, linestyle=style, color="black", linewidth=1.2, label=name)
+    std = methods["std"].fillna(0)
+    spread = pd.concat([methods["mean"] - std, methods["mean"] + std, ok["mean"]])
+    low, high = spread.min(), spread.max()
+    margin = (high - low) * 0.15 or abs(high) * 0.05 or 1.0
+    axis.set_ylim(low - margin, high + margin)
+    axis.set_ylabel(_axis_label(ok) + " — axis not from 0")
+    axis.grid(axis="y", alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=8)
+    return figure
+
+
+def _curves(ok: pd.DataFrame, colours: dict[str, str], history: History) -> Figure | None:
+    metric = ok["metric"].iloc[0]
+    figure = Figure(figsize=(7, 4))
+    axis = figure.subplots()
+    drawn = False
+    for row in ok.itertuples():
+        points = [point for run in row.run_ids for point in history(run, f"val_{metric}")]
+        if not points:
+            continue
+        curve = pd.DataFrame(points, columns=["epoch", "value"]).groupby("epoch")["value"].mean()
+        axis.plot(curve.index, curve.values, color=colours[row.method], label=_label(row.method),
+                  linestyle="--" if row.role == "teacher" else "-",
+                  marker="." if len(curve) < 30 else None)
+        drawn = True
+    if not drawn:
+        return None
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(_axis_label(ok, "validation"))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return figure
