@@ -10,14 +10,16 @@ from kdbench.errors import IncompatibleCombination, UserError
 from kdbench.kinds.classification import ClassificationTask, stratified_split
 from kdbench.method import Method
 from kdbench.model import ModelOutput, ModelSpec
+from kdbench.model_call import call_model
 from kdbench.recipe import Recipe
 from kdbench.task import Batch, Task, TaskSpec
-from kdbench.training import TrainContext, train
+from kdbench.teacher_outputs import TeacherOutputs
+from kdbench.training import TrainContext, run_epochs, train
 
 hookimpl = pluggy.HookimplMarker("kdbench")
 
 __all__ = [
     "Batch", "ClassificationTask", "DatasetFile", "DatasetSpec", "IncompatibleCombination", "Method",
-    "ModelOutput", "ModelSpec", "Recipe", "Task", "TaskSpec", "TrainContext", "UserError", "hookimpl",
-    "stratified_split", "train",
+    "ModelOutput", "ModelSpec", "Recipe", "Task", "TaskSpec", "TeacherOutputs", "TrainContext", "UserError",
+    "call_model", "hookimpl", "run_epochs", "stratified_split", "train",
 ]

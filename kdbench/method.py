@@ -47,6 +47,8 @@ class Method(nn.Module):
             setattr(self, key.replace("-", "_"), value)
         self.epoch = 0
         """Set by the trainer at the start of each epoch (for warm-ups and schedules)."""
+        self.epochs = 0
+        """Set by the trainer: the run's number of epochs, so a warm-up can scale with the run."""
 
     @classmethod
     def check(cls, task: Task, teachers: list[ModelSpec], student: ModelSpec) -> None:

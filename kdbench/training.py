@@ -22,6 +22,8 @@ from kdbench.task import Batch, Task
 from kdbench.teacher_outputs import TeacherOutputs
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+StepLosses = Callable[[Batch], dict[str, torch.Tensor]]
+"""One batch's named loss terms, to be summed and minimised."""
 
 
 class DivergedError(RuntimeError):
@@ -81,9 +83,7 @@ def train(context: TrainContext) -> nn.Module:
         owned = method.fit(context)
         if owned is not None:
             return owned
-    task, model, recipe = context.task, context.model, context.recipe
-    generator = context.generator()
-    torch.manual_seed(context.seed)
+    task, model = context.task, context.model
 
     def step_losses(batch: Batch) -> dict[str, torch.Tensor]:
         student = call_model(model, task.model_input(batch, context.role))
@@ -91,8 +91,24 @@ def train(context: TrainContext) -> nn.Module:
             return {"task": task.loss(student.output, batch)}
         return method.loss(batch, student, context.teacher_outputs(batch))
 
+    return run_epochs(context, step_losses)
+
+
+def run_epochs(context: TrainContext, step_losses: StepLosses) -> nn.Module:
+    """The epoch loop, given how one batch's named loss terms are computed.
+
+    Shared by the generic trainer and by methods that own their loop (peers trained
+    together call it with a step that runs every peer), so the recipe, seeding,
+    divergence check, logging and checkpoint rule are the same for all. It optimises
+    ``context.model`` and the method's own parameters (peers included, when the method
+    keeps them as submodules) and returns ``context.model`` at the chosen checkpoint.
+    """
+    task, model, recipe, method = context.task, context.model, context.recipe, context.method
+    generator = context.generator()
+    torch.manual_seed(context.seed)
     if method is not None:
         _setup_method(context)
+        method.epochs = recipe.epochs
     parameters = list(model.parameters()) + (list(method.parameters()) if method is not None else [])
     optimizer = make_optimizer([p for p in parameters if p.requires_grad], recipe)
     schedule = make_schedule(optimizer, recipe)

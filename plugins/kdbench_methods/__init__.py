@@ -1,12 +1,35 @@
-"""Built-in distillation methods, one module each; registered through the ``kdbench`` entry point."""
+"""Built-in distillation methods, one module each; registered through the ``kdbench`` entry point.
+
+Response-based: kd, kd-reverse, dkd, dist, ls-kd, multi-teacher. Feature-based: fitnets, at,
+nst, vid. Relation-based: pkt, rkd, sp, cc, crd. Training schemes: dml (online peers), ban
+(self-distillation over generations), takd (teacher assistant). Baseline: student-only.
+"""
 
 from __future__ import annotations
 
 from kdbench import Method, hookimpl
+from kdbench_methods.at import AT
+from kdbench_methods.ban import BAN
+from kdbench_methods.cc import CC
+from kdbench_methods.crd import CRD
+from kdbench_methods.dist import DIST
+from kdbench_methods.dkd import DKD
+from kdbench_methods.dml import DML
+from kdbench_methods.fitnets import FitNets
 from kdbench_methods.kd import KD
+from kdbench_methods.kd_reverse import ReverseKD
+from kdbench_methods.ls_kd import LSKD
+from kdbench_methods.multi_teacher import MultiTeacher
+from kdbench_methods.nst import NST
+from kdbench_methods.pkt import PKT
+from kdbench_methods.rkd import RKD
+from kdbench_methods.sp import SP
 from kdbench_methods.student_only import StudentOnly
+from kdbench_methods.takd import TAKD
+from kdbench_methods.vid import VID
 
 
 @hookimpl
 def kdbench_methods() -> list[type[Method]]:
-    return [StudentOnly, KD]
+    return [StudentOnly, KD, ReverseKD, DKD, DIST, LSKD, MultiTeacher, FitNets, AT, NST, VID, PKT,
+            RKD, SP, CC, CRD, DML, BAN, TAKD]

@@ -1,25 +1,14 @@
-"""Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network" (arXiv:1503.02531)."""
+"""Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network"
+(arXiv:1503.02531)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from kdbench import Batch, Method, ModelOutput
-
-
-def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher_T || student_T) averaged over the batch, times T².
-
-    The T² factor keeps the soft term's gradients the same size as the hard term's when
-    T changes (the gradient of the KL scales as 1/T²), as the paper prescribes.
-    """
-    log_student = F.log_softmax(student_logits / temperature, dim=1)
-    log_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
-    kl = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
-    return kl * temperature**2
+from kdbench_methods.soft_targets import soft_target_loss
 
 
 class KD(Method):
@@ -30,6 +19,8 @@ class KD(Method):
     scheme = "offline"
     needs = "logits"
     defaults = {"T": 4.0, "alpha": 0.9}
+    reverse: ClassVar[bool] = False
+    """Distil with KL(student ‖ teacher) instead of KL(teacher ‖ student) (see ``kd-reverse``)."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:
@@ -38,8 +29,9 @@ class KD(Method):
         if not 0 <= params["alpha"] <= 1:
             raise ValueError(f"alpha must lie in [0, 1], got {params['alpha']}")
 
-    def loss(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput,
+             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
         assert teacher is not None
-        soft = soft_target_loss(student.output, teacher.output, self.T)
+        soft = soft_target_loss(student.output, teacher.output, self.T, reverse=self.reverse)
         hard = self.task.loss(student.output, batch)
         return {"kd": self.alpha * soft, "task": (1 - self.alpha) * hard}

@@ -15,5 +15,6 @@ class StudentOnly(Method):
     scheme = "none"
     needs = "none"
 
-    def loss(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput,
+             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
         return {"task": self.task.loss(student.output, batch)}
