@@ -90,8 +90,12 @@ def summary_table(board: Board) -> Group:
             table.add_column(column.header, justify="right" if column.numeric else "left",
                              no_wrap=column.key != "reason")
         for _, row in rows.iterrows():
-            table.add_row(*[Text(c.text(row)) for c in shown], style=_style(row))
+            table.add_row(*[Text(c.cell(row)) for c in shown], style=_style(row))
         parts.append(table)
+        unresolved = rows[rows["status"] != "ok"]
+        if not unresolved.empty:
+            parts.append(Text("\n".join(f"  {r.method}: {r.status} — {r.reason}"
+                                         for r in unresolved.itertuples()) + "\n"))
     if not board.failures.empty:
         parts.append(_plain_table("runs that did not finish", FAILURE_HEADERS, failure_rows(board)))
     if not board.cross_task.empty:

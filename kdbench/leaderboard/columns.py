@@ -33,6 +33,11 @@ class Column:
     """Hidden when no row has a value (paper anchors, fidelity, plugin columns)."""
     terminal: bool = True
     """Shown in the terminal, where width is scarce and each group is its own table."""
+    always: bool = False
+    """Filled in rows without a result too (names, status, reason); other cells stay blank."""
+
+    def cell(self, row: pd.Series) -> str:
+        return self.text(row) if self.always or row["status"] == "ok" else ""
 
 
 def missing(value: Any) -> bool:
@@ -119,14 +124,14 @@ def _plain(key: str) -> Callable[[pd.Series], str]:
 
 
 COLUMNS: list[Column] = [
-    Column("task", "task", _plain("task"), numeric=False, terminal=False),
-    Column("teacher", "teacher", _plain("teacher"), numeric=False, terminal=False),
-    Column("student", "student", _plain("student"), numeric=False, terminal=False),
-    Column("method", "method", _plain("method"), numeric=False),
-    Column("metric", "metric", metric_label, numeric=False, terminal=False),
-    Column("mean", "reproduced", _reproduced),
-    Column("paper", "paper", _paper, optional=True),
-    Column("n", "n", lambda r: str(r["n"])),
+    Column("task", "task", _plain("task"), numeric=False, terminal=False, always=True),
+    Column("teacher", "teacher", _plain("teacher"), numeric=False, terminal=False, always=True),
+    Column("student", "student", _plain("student"), numeric=False, terminal=False, always=True),
+    Column("method", "method", _plain("method"), numeric=False, always=True),
+    Column("metric", "metric", metric_label, numeric=False, terminal=False, always=True),
+    Column("mean", "reproduced", _reproduced, always=True),
+    Column("paper", "paper", _paper, optional=True, always=True),
+    Column("n", "n", lambda r: str(r["n"]), always=True),
     Column("ci_low", f"{CONFIDENCE:.0%} CI", _ci, terminal=False),
     Column("gain", "gain", _gain),
     Column("gap_closed", "gap closed", _gap),
@@ -138,7 +143,8 @@ COLUMNS: list[Column] = [
     Column("compression", "compression", lambda r: times(r["compression"])),
     Column("speedup", "speed-up", lambda r: times(r["speedup"])),
     Column("rank", "rank", _rank),
-    Column("reason", "note", _plain("reason"), numeric=False, optional=True),
+    Column("reason", "note", _plain("reason"), numeric=False, optional=True, terminal=False,
+           always=True),
 ]
 
 

@@ -56,7 +56,7 @@ def render(board: Board, stamp: str, plots: Sequence[tuple[str, str]] = ()) -> s
         f"# {escape(title(board))}",
         escape(stamp),
         table([c.header for c in shown],
-              [[c.text(row) for c in shown] for _, row in board.rows.iterrows()],
+              [[c.cell(row) for c in shown] for _, row in board.rows.iterrows()],
               [c.numeric for c in shown]),
         "\n".join(f"- {escape(note)}" for note in footnotes(board)),
     ]

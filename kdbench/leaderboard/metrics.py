@@ -7,14 +7,14 @@ suite may report instead (``metric: errors``), and the model stats, go by name h
 
 from __future__ import annotations
 
-LOWER_IS_BETTER = frozenset({
-    "errors", "nll", "ece", "fid", "latency_ms", "params", "flops", "wall_time_s",
-    "teacher_latency_ms", "extra_params", "loss", "mse", "mae", "rmse",
-})
-"""Metric names (without a ``test_``/``val_`` prefix) where a smaller value is better."""
+import re
 
-LOWER_IS_BETTER_PARTS = ("distance", "fid", "error", "loss")
-"""Name fragments that mark a distance or an error (``fid_like``, ``chamfer_distance``)."""
+LOWER_IS_BETTER = frozenset({
+    "errors", "error", "nll", "ece", "fid", "latency", "params", "flops", "loss", "mse", "mae",
+    "rmse", "distance",
+})
+"""Words in a metric's name that make a smaller value better: ``test_errors``, ``fid_like``,
+``chamfer_distance``, ``latency_ms``. Whole words only: ``fidelity`` is not ``fid``."""
 
 COUNTS = frozenset({"errors"})
 """Metrics that count things: shown with one decimal, as their seed means are not whole."""
@@ -38,7 +38,7 @@ def higher_is_better(metric: str, primary_metric: str = "",
     name = bare(metric)
     if primary_higher is not None and name == bare(primary_metric):
         return primary_higher
-    return not (name in LOWER_IS_BETTER or any(part in name for part in LOWER_IS_BETTER_PARTS))
+    return LOWER_IS_BETTER.isdisjoint(re.split(r"[^a-z0-9]+", name.lower()))
 
 
 def digits(metric: str) -> int:

@@ -1,0 +1,146 @@
+"""`kdbench publish` and `kdbench leaderboard`, in-process, on a synthetic MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kdbench.leaderboard.publish import command_line
+from kdbench.provenance import git_commit, kdbench_version
+from tests.html_tables import table_rows
+from tests.synthetic_store import ERROR, ROWS, SKIP_REASON, copy, tags
+
+SUITE = """
+name: {name}
+description: "Synthetic <b>store</b> | for tests"
+tasks: [digits]
+pairs:
+  - {{teacher: hinton-mlp-1200, student: mlp-30}}
+methods: [student-only, kd]
+paper:
+  - {{task: toy, method: kd, value: 0.9, source: "a paper"}}
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return copy(tmp_path)
+
+
+@pytest.fixture
+def suite(isolated: Path) -> Path:
+    return write(isolated, "synthetic")
+
+
+def write(folder: Path, name: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(SUITE.format(name=name))
+    return path
+
+
+def markdown_rows(text: str) -> list[str]:
+    """Body rows of the first markdown table."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    body = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        body.append(line)
+    return body
+
+
+def test_publish_writes_every_file_and_they_agree(cli, suite: Path, store: str, tmp_path: Path):
+    out = tmp_path / "results"
+    code, stdout, stderr = cli("publish", suite, "--out", out, "--tracking-uri", store)
+    assert code == 0, stderr
+    folder = out / "synthetic"
+    for name in ("leaderboard.md", "leaderboard.html", "leaderboard.csv", "leaderboard.json"):
+        assert (folder / name).is_file(), name
+    record = json.loads((folder / "leaderboard.json").read_text())
+    csv = pd.read_csv(folder / "leaderboard.csv")
+    md = (folder / "leaderboard.md").read_text()
+    page = (folder / "leaderboard.html").read_text()
+    assert len(csv) == len(record["rows"]) == len(markdown_rows(md)) == \
+        len(table_rows(page, "leaderboard")) == ROWS
+    assert list(csv["method"]) == [r["method"] for r in record["rows"]]
+
+    pngs = sorted(p.name for p in folder.glob("*.png"))
+    assert pngs == sorted(plot["file"] for plot in record["plots"])
+    assert len(pngs) == 7  # 3 groups × (trade-off, bars) + learning curves where histories exist
+    assert all(p.stat().st_size > 5000 for p in folder.glob("*.png"))
+
+    stamp = record["stamp"]
+    assert (stamp["version"], stamp["commit"]) == (kdbench_version(), git_commit())
+    assert stamp["command"].startswith("kdbench publish") and "--out" in stamp["command"]
+    for text in (md, page, (out / "README.md").read_text(), (out / "index.html").read_text()):
+        assert stamp["date"] in text and git_commit() in text
+    assert "checkpoint: final epoch" in md and "Checkpoint: final epoch" in page
+
+    kd = next(r for r in record["rows"] if r["task"] == "toy" and r["method"] == "kd")
+    assert (kd["paper"], kd["gap_closed"]) == (0.9, pytest.approx(0.5))
+    assert kd["values"] == "[0.86, 0.87, 0.88]"
+    assert SKIP_REASON in md and ERROR in md
+    assert [f["method"] for f in record["failures"]] == ["crd"]
+    assert "1.10†" in md and "beats its teacher" in md
+
+
+def test_index_keeps_suites_published_before(cli, suite: Path, store: str, tmp_path: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    other = client.create_experiment("other")
+    for method, value in (("teacher", 0.9), ("student-only", 0.8)):
+        run = client.create_run(other, tags=tags("toy", method, 0)).info.run_id
+        client.log_metric(run, "test_accuracy", value)
+        client.set_terminated(run)
+    out = tmp_path / "results"
+    (out / "stray").mkdir(parents=True)
+    (out / "stray" / "leaderboard.json").write_text("not json")
+
+    assert cli("publish", suite, "--out", out, "--tracking-uri", store)[0] == 0
+    second = write(suite.parent, "other")
+    code, stdout, stderr = cli("publish", second, "--out", out, "--tracking-uri", store)
+    assert code == 0
+    assert "not a kdbench leaderboard" in stderr
+    index = (out / "index.html").read_text()
+    readme = (out / "README.md").read_text()
+    assert [row[0] for row in table_rows(index, "suites")] == ["other", "synthetic"]
+    assert "synthetic/leaderboard.md" in readme and "other/leaderboard.md" in readme
+    assert "Synthetic &lt;b&gt;store&lt;/b&gt; \\| for tests" in readme
+    assert "stray" not in index
+
+
+def test_leaderboard_prints_the_board(cli, suite: Path, store: str):
+    code, stdout, stderr = cli("leaderboard", suite, "--tracking-uri", store)
+    assert code == 0, stderr
+    assert "checkpoint: final epoch" in stdout
+    assert "toy · big → small · accuracy ↑" in stdout
+    assert f"fitnet: n/a — {SKIP_REASON}" in stdout
+    assert f"crd: failed — {ERROR}" in stdout and "1.10†" in stdout
+
+
+def test_missing_store_empty_suite_and_unknown_suite_are_one_line_errors(
+        cli, suite: Path, store: str, tmp_path: Path):
+    missing = tmp_path / "absent.db"
+    for command in ("leaderboard", "publish"):
+        code, _, stderr = cli(command, suite, "--tracking-uri", f"sqlite:///{missing}")
+        assert (code, stderr.count("\n")) == (2, 1)
+        assert "no MLflow store" in stderr
+    assert not missing.exists()  # looking did not create an empty store
+
+    code, _, stderr = cli("publish", write(suite.parent, "never-run"), "--tracking-uri", store)
+    assert (code, stderr.count("\n")) == (2, 1)
+    assert "no runs of suite 'never-run'" in stderr
+
+    code, _, stderr = cli("leaderboard", "no-such-suite", "--tracking-uri", store)
+    assert (code, stderr.count("\n")) == (2, 1)
+    assert "unknown suite 'no-such-suite'" in stderr
+
+
+def test_published_command_line_hides_tracking_credentials():
+    line = command_line(["publish", "quickstart", "--tracking-uri", "https://ann:s3cret@mlflow.example:5000"])
+    assert "s3cret" not in line and "https://***@mlflow.example:5000" in line

@@ -1,0 +1,212 @@
+"""Leaderboard numbers against values worked out by hand (see synthetic_store's docstring)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pluggy
+import pytest
+from scipy import stats
+
+from kdbench import hookimpl, hookspecs
+from kdbench.errors import PluginError
+from kdbench.leaderboard.board import Board, load_board
+from kdbench.leaderboard.metrics import higher_is_better
+from kdbench.leaderboard.statistics import gap_closed, holm, seed_noise, spread, welch_p
+from kdbench.suite import PaperAnchor
+from kdbench.tracking import Tracker
+from tests.synthetic_store import ERROR, ROWS, SKIP_REASON, copy
+
+T_975_2 = 4.302652729749464
+"""Student's t, 97.5th percentile, 2 degrees of freedom (printed tables: 4.303)."""
+
+
+def welch_by_hand(mean_a: float, std_a: float, mean_b: float, std_b: float, n: int) -> float:
+    """Welch's t and Welch–Satterthwaite degrees of freedom; p from the t distribution's tail."""
+    va, vb = std_a**2 / n, std_b**2 / n
+    t = (mean_a - mean_b) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (n - 1) + vb**2 / (n - 1))
+    return 2 * stats.t.sf(abs(t), df)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> list:
+    uri = copy(tmp_path_factory.mktemp("store"))
+    return Tracker(uri, "synthetic").runs()
+
+
+@pytest.fixture(scope="module")
+def board(records: list) -> Board:
+    anchors = [PaperAnchor(task="toy", method="kd", value=0.9)]
+    return load_board("synthetic", records, anchors=anchors)
+
+
+def row(board: Board, task: str, method: str) -> pd.Series:
+    found = board.rows[(board.rows["task"] == task) & (board.rows["method"] == method)]
+    assert len(found) == 1, f"{task}/{method}: {len(found)} rows"
+    return found.iloc[0]
+
+
+# -- the statistics, one rule at a time --------------------------------------------------
+
+
+def test_spread_is_mean_sample_std_and_t_interval():
+    seeds = spread([0.90, 0.92, 0.94])
+    assert (seeds.n, seeds.mean, seeds.std) == (3, pytest.approx(0.92), pytest.approx(0.02))
+    half = T_975_2 * 0.02 / math.sqrt(3)
+    assert (seeds.ci_low, seeds.ci_high) == (pytest.approx(0.92 - half), pytest.approx(0.92 + half))
+
+
+def test_one_seed_has_a_mean_but_no_spread():
+    seeds = spread([0.5])
+    assert seeds.mean == 0.5 and math.isnan(seeds.std) and math.isnan(seeds.ci_low)
+    assert spread([]).n == 0
+
+
+def test_holm_multiplies_by_remaining_tests_and_stays_monotone():
+    # sorted 0.01·3 = 0.03, 0.03·2 = 0.06, 0.04·1 = 0.04 → raised to 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    adjusted = holm([float("nan"), 0.02, 0.5])  # NaN is not a test: m = 2
+    assert math.isnan(adjusted[0]) and adjusted[1:] == pytest.approx([0.04, 0.5])
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_welch_matches_the_textbook_formula():
+    p = welch_p([0.80, 0.82, 0.84], [0.86, 0.87, 0.88])
+    assert p == pytest.approx(welch_by_hand(0.82, 0.02, 0.87, 0.01, 3))
+    assert math.isnan(welch_p([0.8], [0.86, 0.87]))  # one seed: no test
+    assert math.isnan(welch_p([0.8, 0.8], [0.9, 0.9]))  # no variance on either side
+
+
+def test_gap_closed_takes_direction_noise_and_overshoot_into_account():
+    assert gap_closed(0.87, 0.82, 0.92, True, 0.02) == pytest.approx(0.5)
+    assert gap_closed(22, 32, 12, False, 2.0) == pytest.approx(0.5)  # errors: lower is better
+    assert gap_closed(0.93, 0.82, 0.92, True, 0.02) == pytest.approx(1.1)  # beats the teacher: kept
+    assert math.isnan(gap_closed(0.87, 0.87, 0.88, True, 0.03))  # gap 0.01 inside noise 0.03
+    assert math.isnan(gap_closed(0.87, 0.90, 0.85, True, 0.0))  # teacher behind the student
+    assert seed_noise(0.03, 0.03) == pytest.approx(0.03)
+    assert seed_noise(float("nan"), float("nan")) == 0.0
+
+
+def test_directions_live_in_one_place():
+    assert higher_is_better("accuracy") and higher_is_better("test_fidelity")
+    lower_better = ("errors", "test_nll", "val_ece", "latency_ms", "fid", "fid_like", "l2_distance")
+    for lower in lower_better:
+        assert not higher_is_better(lower), lower
+    assert not higher_is_better("ndcg", "ndcg", primary_higher=False)  # the task's tag wins
+    assert higher_is_better("fidelity", "ndcg", primary_higher=False)  # ...for its metric only
+
+
+# -- the board built from a synthetic MLflow store -----------------------------------------
+
+
+def test_toy_group_by_hand(board: Board):
+    teacher, baseline, kd = (row(board, "toy", m) for m in ("teacher", "student-only", "kd"))
+    assert (teacher["mean"], teacher["std"]) == (pytest.approx(0.92), pytest.approx(0.02))
+    assert teacher["n"] == 3
+    half = T_975_2 * 0.02 / math.sqrt(3)
+    assert teacher["ci_low"] == pytest.approx(0.92 - half)
+    assert teacher["ci_high"] == pytest.approx(0.92 + half)
+    assert (kd["mean"], kd["std"]) == (pytest.approx(0.87), pytest.approx(0.01))
+    assert kd["gain"] == pytest.approx(0.05)
+    assert kd["gap_closed"] == pytest.approx(0.5)
+    assert row(board, "toy", "fancy")["gap_closed"] == pytest.approx(1.1)
+    assert row(board, "toy", "dml")["gap_closed"] == pytest.approx(0.3)  # teacher-free method
+    assert kd["fidelity"] == pytest.approx(0.92)
+    assert (kd["compression"], kd["speedup"]) == (pytest.approx(100.0), pytest.approx(4.0))
+    assert (teacher["compression"], teacher["role"], baseline["role"]) == (1, "teacher", "baseline")
+    assert kd["paper"] == 0.9 and math.isnan(baseline["paper"])
+
+
+def test_significance_against_kd_is_holm_corrected_within_the_group(board: Board):
+    raw = {m: welch_by_hand(mean, 0.02, 0.87, 0.01, 3)
+           for m, mean in (("fancy", 0.93), ("student-only", 0.82), ("dml", 0.85))}
+    assert raw["fancy"] < raw["student-only"] < raw["dml"]
+    adjusted = {"fancy": 3 * raw["fancy"]}
+    adjusted["student-only"] = max(adjusted["fancy"], 2 * raw["student-only"])
+    adjusted["dml"] = max(adjusted["student-only"], raw["dml"])
+    for method, expected in adjusted.items():
+        found = row(board, "toy", method)
+        assert found["p_vs_kd"] == pytest.approx(raw[method])
+        assert found["p_holm"] == pytest.approx(expected)
+        assert found["significant"] == (expected < 0.05)
+    assert math.isnan(row(board, "toy", "kd")["p_holm"])  # the reference itself
+    assert math.isnan(row(board, "toy", "teacher")["p_holm"])
+
+
+def test_rank_within_group_excludes_the_teacher(board: Board):
+    ranks = {m: row(board, "toy", m)["rank"] for m in ("fancy", "kd", "dml", "student-only")}
+    assert ranks == {"fancy": 1, "kd": 2, "dml": 3, "student-only": 4}
+    assert math.isnan(row(board, "toy", "teacher")["rank"])
+
+
+def test_lower_is_better_metric(board: Board):
+    kd = row(board, "toy-err", "kd")
+    assert not kd["higher_is_better"]
+    assert kd["gain"] == pytest.approx(10.0)  # 32 → 22 errors: positive gain
+    assert kd["gap_closed"] == pytest.approx(0.5)
+    assert row(board, "toy-err", "<script>|x")["gap_closed"] == pytest.approx(0.25)
+    assert (kd["rank"], row(board, "toy-err", "<script>|x")["rank"]) == (1, 2)
+
+
+def test_gap_inside_seed_noise_is_not_a_number(board: Board):
+    assert math.isnan(row(board, "toy-close", "kd")["gap_closed"])
+    assert row(board, "toy-close", "kd")["gain"] == pytest.approx(0.0)
+
+
+def test_skipped_shows_as_na_and_failures_are_listed_never_averaged(board: Board):
+    skipped = row(board, "toy", "fitnet")
+    assert (skipped["status"], skipped["reason"], skipped["n"]) == ("n/a", SKIP_REASON, 0)
+    failed = row(board, "toy", "crd")
+    assert (failed["status"], failed["reason"]) == ("failed", ERROR)
+    assert board.failures[["method", "seed", "reason"]].values.tolist() == [["crd", 0, ERROR]]
+    assert row(board, "toy", "kd")["n"] == 3  # a superseded failure is neither listed nor counted
+    assert len(board.rows) == ROWS
+    assert board.checkpoints == ["final"]
+
+
+def test_cross_task_ranks_methods_by_mean_gap_closed(board: Board):
+    table = board.cross_task.set_index("method")
+    assert list(table.index[:4]) == ["fancy", "kd", "dml", "<script>|x"]
+    assert table.loc["kd", "mean_gap_closed"] == pytest.approx(0.5)  # (0.5 + 0.5) / 2, one n/a
+    assert (table.loc["kd", "tasks_with_gap"], table.loc["kd", "tasks"]) == (2, 3)
+    assert table.loc["fitnet", "tasks"] == 1 and math.isnan(table.loc["fitnet", "rank"])
+
+
+def test_suite_metric_overrides_the_primary_metric(records: list):
+    board = load_board("synthetic", records, metric="fidelity")
+    kd = row(board, "toy", "kd")
+    assert kd["mean"] == pytest.approx(0.92) and kd["higher_is_better"]
+    teacher = row(board, "toy", "teacher")
+    assert (teacher["status"], teacher["reason"]) == ("n/a", "no test_fidelity logged")
+
+
+class _Plugin:
+    @hookimpl
+    def kdbench_leaderboard_columns(self, rows: pd.DataFrame) -> dict[str, list]:
+        return {"seeds x10": [n * 10 for n in rows["n"]]}
+
+
+def _manager(*plugins: object) -> pluggy.PluginManager:
+    manager = pluggy.PluginManager("kdbench")
+    manager.add_hookspecs(hookspecs)
+    for plugin in plugins:
+        manager.register(plugin)
+    return manager
+
+
+def test_plugins_add_columns_through_the_hook(records: list):
+    board = load_board("synthetic", records, hook=_manager(_Plugin()).hook)
+    assert board.extra_columns == ["seeds x10"]
+    assert row(board, "toy", "kd")["seeds x10"] == 30
+
+
+def test_a_plugin_column_may_not_replace_a_built_in_one(records: list):
+    class Clash:
+        @hookimpl
+        def kdbench_leaderboard_columns(self) -> dict[str, list]:
+            return {"mean": [0] * ROWS}
+
+    with pytest.raises(PluginError, match="'mean'"):
+        load_board("synthetic", records, hook=_manager(Clash()).hook)
