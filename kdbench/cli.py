@@ -223,3 +223,7 @@ def _fetch(args: argparse.Namespace) -> int:
     fetched = spec.fetch()
     print(f"{args.name}: {len(fetched)} file(s) downloaded, {len(spec.files) - len(fetched)} already present")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
