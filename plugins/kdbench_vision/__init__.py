@@ -27,7 +27,8 @@ def kdbench_teachers() -> list[ModelSpec]:
 
 @hookimpl
 def kdbench_students() -> list[ModelSpec]:
-    return [models.HINTON_STUDENT, models.MLP_100, models.MLP_30, models.CNN_SMALL]
+    return [models.HINTON_STUDENT, models.MLP_100, models.MLP_30, models.CNN_MEDIUM,
+            models.CNN_SMALL]
 
 
 @hookimpl

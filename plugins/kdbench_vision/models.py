@@ -80,5 +80,8 @@ MLP_100 = ModelSpec("mlp-100", _mlp([100, 100]), KINDS, ("vision",), description
 MLP_30 = ModelSpec("mlp-30", _mlp([30, 30]), KINDS, ("vision",), description="2×30 ReLU MLP")
 CNN_LARGE = ModelSpec("cnn-large", _cnn((32, 64, 128)), KINDS, ("vision",),
                       description="3-stage CNN (32-64-128 channels, BatchNorm), about 93K parameters")
+CNN_MEDIUM = ModelSpec("cnn-medium", _cnn((16, 32, 64)), KINDS, ("vision",),
+                       description="3-stage CNN (16-32-64 channels, BatchNorm), about 24K "
+                                   "parameters: a teacher assistant for cnn-large → cnn-small")
 CNN_SMALL = ModelSpec("cnn-small", _cnn((8, 16, 32)), KINDS, ("vision",),
                       description="3-stage CNN (8-16-32 channels, BatchNorm), about 6K parameters")
