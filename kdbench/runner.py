@@ -8,6 +8,7 @@ older FINISHED run of the same key is deleted, so one key never has two.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import traceback
@@ -130,7 +131,9 @@ class Runner:
 
         tags = {**combination.tags(), **extra_tags, "kdbench.version": kdbench_version(),
                 "kdbench.commit": git_commit(), "kdbench.params": canonical_json(combination.params)}
-        return self.tracker.start(combination.label, tags, _flatten(combination.config))
+        run_id = self.tracker.start(combination.label, tags, _flatten(combination.config))
+        self.tracker.log_text(run_id, json.dumps(combination.config, indent=2, sort_keys=True), "config.json")
+        return run_id
 
     def _delete(self, run_ids: list[str]) -> None:
         for run_id in run_ids:

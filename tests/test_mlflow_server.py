@@ -1,0 +1,72 @@
+"""Tracking against a real `mlflow server` over HTTP, and a clear error when none answers."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--default-artifact-root", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("mlflow server did not start within 60 s")
+                time.sleep(0.5)
+        yield uri
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.server
+def test_suite_runs_against_a_real_tracking_server(mlflow_server: str, cli, tiny_suite, isolated: Path):
+    code, out, err = cli("run", tiny_suite(methods="[student-only, kd]"), "--tracking-uri", mlflow_server)
+    assert code == 0, err
+    assert not (isolated / "mlflow.db").exists(), "nothing may go to the embedded store"
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["kdbench.role"] for r in runs) == ["distill", "student", "teacher"]
+    assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs)
+    for run in runs:
+        artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
+        assert artifacts == ["config.json"]
+    # resume works over HTTP too
+    code, _, err = cli("run", tiny_suite(methods="[student-only, kd]"), "--tracking-uri", mlflow_server)
+    assert code == 0 and "3/3 runs already finished, skipped" in err
+
+
+def test_unreachable_server_is_one_line_before_any_training(cli, tiny_suite, isolated: Path):
+    started = time.monotonic()
+    code, out, err = cli("run", tiny_suite(), "--tracking-uri", f"http://127.0.0.1:{free_port()}")
+    assert code == 2
+    assert time.monotonic() - started < 10
+    assert err.count("\n") == 1 and "is unreachable" in err
+    assert not (isolated.parent / "cache" / "teachers").exists() or not any((isolated.parent / "cache" / "teachers").iterdir())
