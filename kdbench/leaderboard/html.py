@@ -62,6 +62,7 @@ figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 
 figure img { max-width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: 12px; margin-top: 4px; max-width: 760px; }
 a { color: var(--accent); }
+#suites td { white-space: normal; min-width: 6em; }
 """
 
 SCRIPT = """
