@@ -11,12 +11,13 @@ from scipy import stats
 
 from kdbench import hookimpl, hookspecs
 from kdbench.errors import PluginError
+from kdbench.leaderboard import markdown
 from kdbench.leaderboard.board import Board, load_board
 from kdbench.leaderboard.metrics import higher_is_better
 from kdbench.leaderboard.statistics import gap_closed, holm, seed_noise, spread, welch_p
 from kdbench.suite import PaperAnchor
-from kdbench.tracking import Tracker
-from tests.synthetic_store import ERROR, ROWS, SKIP_REASON, copy
+from kdbench.tracking import RunRecord, Tracker
+from tests.synthetic_store import ERROR, ROWS, SKIP_REASON, copy, tags
 
 T_975_2 = 4.302652729749464
 """Student's t, 97.5th percentile, 2 degrees of freedom (printed tables: 4.303)."""
@@ -210,3 +211,25 @@ def test_a_plugin_column_may_not_replace_a_built_in_one(records: list):
 
     with pytest.raises(PluginError, match="'mean'"):
         load_board("synthetic", records, hook=_manager(Clash()).hook)
+
+
+def _record(run: int, teacher: str, student: str, method: str, value: float) -> RunRecord:
+    role = "teacher" if method == "teacher" else ("student" if teacher == "-" else "distill")
+    run_tags = {**tags("toy", "kd", run), "kdbench.teacher": teacher, "kdbench.student": student,
+                "kdbench.method": method, "kdbench.variant": method, "kdbench.role": role}
+    return RunRecord(str(run), "FINISHED", run_tags, {"test_accuracy": value}, {}, run, run)
+
+
+def test_several_teachers_are_each_a_reference_and_the_best_one_sets_the_gap():
+    board = load_board("multi", [
+        _record(1, "a", "-", "teacher", 0.90), _record(2, "b", "-", "teacher", 0.95),
+        _record(3, "-", "s", "student-only", 0.70), _record(4, "a+b", "s", "mtkd", 0.85),
+    ])
+    assert list(board.rows["method"]) == ["teacher a", "teacher b", "student-only", "mtkd"]
+    assert row(board, "toy", "mtkd")["gap_closed"] == pytest.approx((0.85 - 0.70) / (0.95 - 0.70))
+
+
+def test_an_empty_board_still_renders():
+    board = load_board("empty", [])
+    assert board.rows.empty and board.cross_task.empty
+    assert "| task | teacher |" in markdown.render(board, "stamp")

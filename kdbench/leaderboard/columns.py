@@ -162,6 +162,8 @@ def columns(board: Board, terminal: bool = False) -> list[Column]:
 
 
 def _empty(board: Board, column: Column) -> bool:
+    if column.key not in board.rows:  # an empty board has no computed columns
+        return True
     return bool(board.rows[column.key].map(lambda v: missing(v) or v == "").all())
 
 
