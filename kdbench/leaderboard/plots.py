@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from kdbench.leaderboard.columns import si
 
@@ -161,6 +161,7 @@ def _curves(ok: pd.DataFrame, colours: dict[str, str], history: History) -> Figu
     if not drawn:
         return None
     axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel(_axis_label(ok, "validation"))
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
