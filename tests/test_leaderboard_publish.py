@@ -83,6 +83,7 @@ def test_publish_writes_every_file_and_they_agree(cli, suite: Path, store: str, 
     kd = next(r for r in record["rows"] if r["task"] == "toy" and r["method"] == "kd")
     assert (kd["paper"], kd["gap_closed"]) == (0.9, pytest.approx(0.5))
     assert kd["values"] == "[0.86, 0.87, 0.88]"
+    assert "paper = the value the publication reports: a paper." in md
     assert SKIP_REASON in md and ERROR in md
     assert [f["method"] for f in record["failures"]] == ["crd"]
     assert "1.10†" in md and "beats its teacher" in md

@@ -96,13 +96,13 @@ def _group(stats: pd.DataFrame, key: tuple[str, str, str],
     teachers = ours[(ours["role"] == "teacher") & ours["teacher"].isin(names)].copy()
     single = len(names) == 1
     teachers["method"] = ["teacher" if single else f"teacher {n}" for n in teachers["teacher"]]
-    teachers["paper"] = [_paper(anchors, task, "teacher", n, None) for n in teachers["teacher"]]
+    _add_paper(teachers, anchors, task, ["teacher"] * len(teachers), teachers["teacher"], student)
     teachers["role"] = "teacher"
     distilled = (ours["role"] == "distill") & (ours["teacher"] == teacher)
     learns = (ours["role"] == "student") | distilled
     students = ours[(ours["student"] == student) & learns].copy()
     students["role"] = ["baseline" if m == BASELINE else "method" for m in students["base_method"]]
-    students["paper"] = [_paper(anchors, task, m, teacher, student) for m in students["method"]]
+    _add_paper(students, anchors, task, students["method"], [teacher] * len(students), student)
     rows = pd.concat([teachers, students], ignore_index=True)
     rows = rows.assign(teacher=teacher, student=student)
     rows = _compare(rows)
@@ -112,13 +112,16 @@ def _group(stats: pd.DataFrame, key: tuple[str, str, str],
     return rows.drop(columns=["order", "unranked"]).reset_index(drop=True)
 
 
-def _paper(anchors: Sequence[PaperAnchor], task: str, method: str, teacher: str | None,
-           student: str | None) -> float:
-    for anchor in anchors:
-        if (anchor.task, anchor.method) == (task, method) and anchor.teacher in (None, teacher) \
-                and anchor.student in (None, student):
-            return anchor.value
-    return NAN
+def _add_paper(rows: pd.DataFrame, anchors: Sequence[PaperAnchor], task: str,
+               methods: Sequence[str], teachers: Sequence[str], student: str) -> None:
+    """The paper's number for each row, and where it was printed (the first anchor that fits)."""
+    found = [
+        next((a for a in anchors if (a.task, a.method) == (task, method)
+              and a.teacher in (None, teacher) and a.student in (None, student)), None)
+        for method, teacher in zip(methods, teachers, strict=True)
+    ]
+    rows["paper"] = [NAN if a is None else a.value for a in found]
+    rows["paper_source"] = ["" if a is None else a.source for a in found]
 
 
 def _best(rows: pd.DataFrame) -> pd.Series | None:

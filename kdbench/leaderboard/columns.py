@@ -201,6 +201,9 @@ def footnotes(board: Board) -> list[str]:
         "(median single-sample forward); with several teachers, the best-scoring one is the "
         "reference. rank: within the group, teacher excluded.",
     ]
+    sources = sorted(set(board.rows.get("paper_source", pd.Series(dtype=str))) - {""})
+    if sources:
+        notes.append("paper = the value the publication reports: " + "; ".join(sources) + ".")
     if (board.rows.get("gap_closed", pd.Series(dtype=float)) > 1).any():
         notes.append(f"{BEATS_TEACHER} gap closed above 1: the method beats its teacher; "
                      "shown, not clipped.")
