@@ -201,6 +201,8 @@ def footnotes(board: Board) -> list[str]:
         "(median single-sample forward); with several teachers, the best-scoring one is the "
         "reference. rank: within the group, teacher excluded.",
     ]
+    if board.commits:
+        notes.append("Runs were produced by kdbench commit " + ", ".join(board.commits) + ".")
     sources = sorted(set(board.rows.get("paper_source", pd.Series(dtype=str))) - {""})
     if sources:
         notes.append("paper = the value the publication reports: " + "; ".join(sources) + ".")
@@ -227,9 +229,9 @@ CROSS_TASK_NOTE = ("Gap closed averaged over each task's teacher/student pairs, 
                    "tasks tried counts n/a ones too.")
 
 
+FAILURE_HEADERS = ["task", "teacher", "student", "method", "seed", "status", "reason"]
+"""Also the field names: the failures table shows them as they are."""
+
+
 def failure_rows(board: Board) -> list[list[str]]:
-    return [[str(getattr(r, key)) for key in FAILURE_KEYS] for r in board.failures.itertuples()]
-
-
-FAILURE_KEYS = ["task", "teacher", "student", "method", "seed", "status", "reason"]
-FAILURE_HEADERS = FAILURE_KEYS
+    return [[str(getattr(r, key)) for key in FAILURE_HEADERS] for r in board.failures.itertuples()]

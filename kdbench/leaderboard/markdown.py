@@ -46,7 +46,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
     return "\n".join(lines)
 
 
-def render(board: Board, stamp: str, plots: Sequence[tuple[str, str]] = ()) -> str:
+def render(board: Board, stamp: str, description: str = "",
+           plots: Sequence[tuple[str, str]] = ()) -> str:
     """The suite's page: header and stamp, the table, footnotes, failures, cross-task, plots.
 
     ``plots`` are (caption, relative path) pairs, linked so the page renders on GitHub.
@@ -54,6 +55,7 @@ def render(board: Board, stamp: str, plots: Sequence[tuple[str, str]] = ()) -> s
     shown = columns(board)
     parts = [
         f"# {escape(title(board))}",
+        *([escape(description)] if description else []),
         escape(stamp),
         table([c.header for c in shown],
               [[c.cell(row) for c in shown] for _, row in board.rows.iterrows()],

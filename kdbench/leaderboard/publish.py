@@ -59,7 +59,7 @@ def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
         old.unlink(missing_ok=True)
     plots = [plot for rows in board.groups() for plot in plot_group(rows, history, folder)]
     exported = rows_frame(board)
-    exported.to_csv(folder / "leaderboard.csv", index=False)
+    exported.to_csv(folder / "leaderboard.csv", index=False, encoding="utf-8")
     record = {
         "schema": SCHEMA,
         "suite": board.suite,
@@ -74,11 +74,16 @@ def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
         "notes": footnotes(board),
         "plots": [{"caption": caption, "file": name} for caption, name in plots],
     }
-    (folder / "leaderboard.json").write_text(json.dumps(record, indent=1, default=_plain) + "\n")
-    (folder / "leaderboard.md").write_text(markdown.render(board, stamp.line(), plots))
+    _write(folder / "leaderboard.json", json.dumps(record, indent=1, default=_plain) + "\n")
+    _write(folder / "leaderboard.md", markdown.render(board, stamp.line(), description, plots))
     images = [(caption, (folder / name).read_bytes()) for caption, name in plots]
-    (folder / "leaderboard.html").write_text(html.render(board, stamp.line(), description, images))
+    _write(folder / "leaderboard.html", html.render(board, stamp.line(), description, images))
     return [folder / name for name in FILES] + [folder / name for _, name in plots]
+
+
+def _write(path: Path, text: str) -> None:
+    """UTF-8 whatever the locale: the tables are full of ±, ↑ and ×."""
+    path.write_text(text, encoding="utf-8")
 
 
 def rows_frame(board: Board) -> pd.DataFrame:
@@ -113,7 +118,7 @@ def _previous_plots(folder: Path) -> list[Path]:
 
 def _read(path: Path) -> dict[str, Any] | None:
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and record.get("schema") == SCHEMA else None
@@ -131,8 +136,8 @@ def write_index(out: Path, stamp: Stamp) -> tuple[list[str], list[Path]]:
             skipped.append(path)
             continue
         entries.append(_entry(record, path.parent.name))
-    (out / "index.html").write_text(html.index(entries, stamp.line()))
-    (out / "README.md").write_text(_readme(entries, stamp))
+    _write(out / "index.html", html.index(entries, stamp.line()))
+    _write(out / "README.md", _readme(entries, stamp))
     return [e["suite"] for e in entries], skipped
 
 
