@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
+import pluggy
 
 from kdbench.errors import PluginError
 from kdbench.leaderboard import aggregate
@@ -53,13 +53,13 @@ class Board:
 
 
 def load_board(suite: str, records: list[RunRecord], metric: str | None = None,
-               anchors: Sequence[PaperAnchor] = (), hook: Any = None) -> Board:
+               anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None) -> Board:
     """The board of one suite from its MLflow runs (see ``build``)."""
     return build(suite, aggregate.runs_frame(records), metric, anchors, hook)
 
 
 def build(suite: str, frame: pd.DataFrame, metric: str | None = None,
-          anchors: Sequence[PaperAnchor] = (), hook: Any = None) -> Board:
+          anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None) -> Board:
     """Aggregate runs into a board; ``hook`` is the plugin manager's hook relay, if any."""
     stats = aggregate.summary(frame, metric)
     groups = [_group(stats, key, anchors) for key in _group_keys(stats)]
@@ -191,7 +191,8 @@ def cross_task(rows: pd.DataFrame) -> pd.DataFrame:
     return table[columns].reset_index(drop=True)
 
 
-def _plugin_columns(hook: Any, runs: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
+def _plugin_columns(hook: pluggy.HookRelay | None, runs: pd.DataFrame,
+                    rows: pd.DataFrame) -> list[str]:
     """Add the columns plugins return from ``kdbench_leaderboard_columns``, in load order."""
     if hook is None or rows.empty:
         return []

@@ -8,8 +8,9 @@ and without creating an empty store as a side effect of looking.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlparse
+
+import pluggy
 
 from kdbench.errors import UserError
 from kdbench.leaderboard.board import Board, load_board
@@ -29,7 +30,8 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(path)
 
 
-def read(suite: Suite, tracking_uri: str | None, hook: Any = None) -> tuple[Board, Tracker]:
+def read(suite: Suite, tracking_uri: str | None,
+         hook: pluggy.HookRelay | None = None) -> tuple[Board, Tracker]:
     """The suite's board and the tracker it came from (plots read histories through it)."""
     uri = tracking_uri or default_tracking_uri()
     database = sqlite_path(uri)
