@@ -5,6 +5,7 @@ This module is the public API plugins import; nothing else of kdbench is promise
 
 import pluggy
 
+from kdbench.data_root import cache_dir
 from kdbench.datasets import DatasetFile, DatasetSpec
 from kdbench.errors import IncompatibleCombination, UserError
 from kdbench.kinds.classification import ClassificationTask, stratified_split
@@ -21,5 +22,5 @@ hookimpl = pluggy.HookimplMarker("kdbench")
 __all__ = [
     "Batch", "ClassificationTask", "DatasetFile", "DatasetSpec", "IncompatibleCombination", "Method",
     "ModelOutput", "ModelSpec", "Recipe", "Task", "TaskSpec", "TeacherOutputs", "TrainContext", "UserError",
-    "call_model", "hookimpl", "run_epochs", "stratified_split", "train",
+    "cache_dir", "call_model", "hookimpl", "run_epochs", "stratified_split", "train",
 ]
