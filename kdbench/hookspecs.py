@@ -101,7 +101,9 @@ def kdbench_epoch_end(config: dict[str, Any], run_id: str, epoch: int, metrics: 
 def kdbench_run_end(config: dict[str, Any], run_id: str, status: str, metrics: dict[str, float]) -> None:
     """Called when a combination ends, whatever the outcome.
 
-    ``config`` and ``run_id`` are as in ``kdbench_run_start``; ``status`` is 'FINISHED', 'FAILED' or 'KILLED'; ``metrics`` holds the final test
+    ``config`` and ``run_id`` are as in ``kdbench_run_start``; ``status`` is 'FINISHED', 'FAILED', 'KILLED'
+    or 'N/A' (found incompatible only once running, e.g. a method that needs spatial maps
+    given vectors); ``metrics`` holds the final test
     metrics (empty when the run did not finish).
     """
 

@@ -85,15 +85,16 @@ def expand(suite: Suite, registry: Registry, tasks: dict[str, Task]) -> list[Com
             options = {**spec.options, **task_entry.options}
             task = tasks[_task_id(task_entry, options)]
             for seed in case.seeds:
+                seeded = task.for_seed(seed)
                 for pair in case.pairs:
                     pair_teachers = []
                     for name in pair.teachers:
-                        teacher = _teacher(suite, case, spec, task, options, registry.teachers.get(name), seed)
+                        teacher = _teacher(suite, case, spec, seeded, options, registry.teachers.get(name), seed)
                         pair_teachers.append(teachers.setdefault(teacher.key, teacher))
                     student_spec = registry.students.get(pair.student)
                     for entry in case.methods:
                         for point in entry.points():
-                            combination = _student(suite, case, spec, task, options, student_spec,
+                            combination = _student(suite, case, spec, seeded, options, student_spec,
                                                    pair_teachers, registry.methods.get(entry.name), entry, point, seed)
                             students.setdefault(combination.key, combination)
     return list(teachers.values()) + list(students.values())

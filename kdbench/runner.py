@@ -114,6 +114,12 @@ class Runner:
             self.tracker.set_tags(run_id, {"kdbench.error": "interrupted (Ctrl-C)"})
             self.tracker.end(run_id, "KILLED")
             raise
+        except IncompatibleCombination as reason:  # known only at run time (feature shapes, a failed teacher)
+            self.tracker.set_tags(run_id, {"kdbench.skipped": str(reason)})
+            self.tracker.end(run_id, "FINISHED")
+            self.hook.kdbench_run_end(config=combination.config, run_id=run_id, status="N/A", metrics={})
+            self._delete(older)
+            return Outcome(combination, "N/A", str(reason))
         except Exception as error:  # recorded, and the suite goes on
             reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
             self.tracker.log_text(run_id, traceback.format_exc(), "traceback.txt")

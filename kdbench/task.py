@@ -86,6 +86,15 @@ class Task(ABC):
         """What the model of ``role`` is called with (a tuple is unpacked into arguments)."""
         return batch[self.inputs[role]]
 
+    def for_seed(self, seed: int) -> Task:
+        """The task as the run with ``seed`` sees it; by default the task itself.
+
+        Protocols that redraw the data split for every seed (random node splits on a graph)
+        return a view with that seed's split, so one built task serves every seed and a
+        seed's teacher and students share its split.
+        """
+        return self
+
     def deterministic(self, recipe: Recipe) -> bool:
         """Whether training inputs under ``recipe`` are the same every epoch.
 
