@@ -64,6 +64,7 @@ class Runner:
         self.hook = registry.manager.hook
         self.failed_teachers: dict[str, str] = {}
         self._previous: dict[str, list[RunRecord]] = {}
+        self._tables: dict[str, torch.Tensor] = {}
 
     def pending(self, combinations: list[Combination]) -> tuple[list[Combination], list[Combination]]:
         """Split into (to run, already finished); mark stale RUNNING runs KILLED."""
@@ -114,7 +115,7 @@ class Runner:
             self.tracker.set_tags(run_id, {"kdbench.error": "interrupted (Ctrl-C)"})
             self.tracker.end(run_id, "KILLED")
             raise
-        except IncompatibleCombination as reason:  # known only at run time (feature shapes, a failed teacher)
+        except IncompatibleCombination as reason:  # known only once models are built (a missing feature)
             self.tracker.set_tags(run_id, {"kdbench.skipped": str(reason)})
             self.tracker.end(run_id, "FINISHED")
             self.hook.kdbench_run_end(config=combination.config, run_id=run_id, status="N/A", metrics={})
@@ -168,7 +169,7 @@ class Runner:
             arguments = teachers if several else (teachers[0] if teachers else None)
             context.method = method(task, model, arguments, **combination.params)
             cached = method.needs == "logits" and task.deterministic(combination.recipe)
-            outputs = [TeacherOutputs(task, teacher, cached=cached) for teacher in teachers]
+            outputs = [self._teacher_outputs(t, model_, cached) for t, model_ in zip(combination.teachers, teachers, strict=True)]
             context.teacher = outputs if several else (outputs[0] if outputs else None)
             if outputs:
                 self.tracker.set_tags(run_id, {"kdbench.teacher_outputs_cached": str(outputs[0].cached).lower()})
@@ -191,6 +192,13 @@ class Runner:
             metrics.update({f"teacher_{k}": v for k, v in teacher_stats.items()})
         return metrics
 
+    def _teacher_outputs(self, combination: Combination, model: nn.Module, cached: bool) -> TeacherOutputs:
+        """Teacher outputs, with the cached table computed once per teacher and reused by every method."""
+        outputs = TeacherOutputs(combination.task, model, cached=cached, table=self._tables.get(combination.key))
+        if outputs.table is not None:
+            self._tables[combination.key] = outputs.table
+        return outputs
+
     def _build(self, combination: Combination, name: str | None) -> nn.Module:
         """A fresh model for a method that trains more than one (peers, generations, assistants)."""
         if name is None:
@@ -201,7 +209,7 @@ class Runner:
     def teacher(self, combination: Combination) -> nn.Module:
         """The trained teacher of a combination: from the cache, else trained now (unlogged)."""
         if combination.key in self.failed_teachers:
-            raise IncompatibleCombination(f"teacher run failed: {self.failed_teachers[combination.key]}")
+            raise RuntimeError(f"teacher run failed: {self.failed_teachers[combination.key]}")
         torch.manual_seed(combination.seed)
         model = combination.model_spec.build(combination.task)
         if self.cache.has(combination.key):

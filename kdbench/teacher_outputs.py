@@ -17,12 +17,15 @@ from kdbench.task import Batch, Task
 
 
 class TeacherOutputs:
-    def __init__(self, task: Task, model: nn.Module, cached: bool) -> None:
+    def __init__(self, task: Task, model: nn.Module, cached: bool, table: torch.Tensor | None = None) -> None:
+        """``table``: outputs computed earlier for the same teacher and task, reused as they are."""
         self.task = task
         self.model = model.eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
-        self.table: torch.Tensor | None = self._precompute() if cached else None
+        self.table: torch.Tensor | None = None
+        if cached:
+            self.table = table if table is not None else self._precompute()
 
     @property
     def cached(self) -> bool:
