@@ -132,7 +132,11 @@ def _run(args: argparse.Namespace) -> int:
             progress.note(f"{len(done)}/{len(combinations)} runs already finished, skipped"
                           + (" (--rerun runs them again)" if not todo else ""))
             progress.bars.advance(progress.overall, len(done))
-        outcomes = runner.run(todo)
+        interrupted = False
+        try:
+            outcomes = runner.run(todo)
+        except KeyboardInterrupt:  # the current run is already marked KILLED; report what got done
+            interrupted, outcomes = True, runner.outcomes
     board = load_board(suite.name, tracker.runs(), suite.metric, suite.paper, registry.manager.hook)
     console.print(summary_table(board))
     failed = [o for o in outcomes if o.status == "FAILED"]
@@ -142,11 +146,13 @@ def _run(args: argparse.Namespace) -> int:
     ran = len(outcomes) - len(skipped)
     console.print(f"{ran - len(failed)} finished, {len(failed)} failed, {len(skipped)} n/a, {len(done)} skipped "
                   f"(tracking: {tracker.uri}, experiment '{suite.name}')", markup=False, highlight=False)
-    if failed:
-        for outcome in failed:
-            console.print(f"FAILED {outcome.combination.label}: {outcome.error}", markup=False, highlight=False)
-        return 1
-    return 0
+    for outcome in failed:
+        console.print(f"FAILED {outcome.combination.label}: {outcome.error}", markup=False, highlight=False)
+    if interrupted:
+        console.print("interrupted: the run in progress is marked KILLED and runs again next time",
+                      markup=False, highlight=False)
+        return 130
+    return 1 if failed else 0
 
 
 def _list(args: argparse.Namespace) -> int:

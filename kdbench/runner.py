@@ -65,6 +65,7 @@ class Runner:
         self.failed_teachers: dict[str, str] = {}
         self._previous: dict[str, list[RunRecord]] = {}
         self._tables: dict[str, torch.Tensor] = {}
+        self.outcomes: list[Outcome] = []
 
     def pending(self, combinations: list[Combination]) -> tuple[list[Combination], list[Combination]]:
         """Split into (to run, already finished); mark stale RUNNING runs KILLED."""
@@ -87,13 +88,14 @@ class Runner:
         return todo, done
 
     def run(self, combinations: list[Combination]) -> list[Outcome]:
+        """Run each combination in turn; ``self.outcomes`` holds those done if interrupted."""
         torch.set_num_threads(threads())
-        outcomes = []
+        self.outcomes = []
         for combination in combinations:
             outcome = self.run_one(combination)
-            outcomes.append(outcome)
+            self.outcomes.append(outcome)
             self.progress.end_run(outcome)
-        return outcomes
+        return self.outcomes
 
     def run_one(self, combination: Combination) -> Outcome:
         older = [r.run_id for r in self._previous.get(combination.key, []) if r.status == "FINISHED"]

@@ -219,3 +219,24 @@ def test_config_hash_is_stable_across_processes_and_changes_with_the_recipe(isol
         keys_now = {c.role: c.key for c in expand(changed, registry, task_instances(changed, registry))}
         assert keys_now["teacher"] == base["teacher"], field
         assert keys_now["distill"] != base["distill"], f"changing student recipe {field} must change the hash"
+
+
+def test_ctrl_c_marks_the_current_run_killed_prints_the_summary_and_resumes(isolated: Path, cli, tiny_suite):
+    plugin = isolated / "interrupt_plugin.py"
+    plugin.write_text(textwrap.dedent("""
+        from kdbench import hookimpl
+
+        @hookimpl
+        def kdbench_epoch_end(config):
+            if config["role"] == "distill":
+                raise KeyboardInterrupt
+    """))
+    suite = tiny_suite(methods="[student-only, kd]")
+    code, out, err = cli("run", suite, "--plugin", plugin)
+    assert code == 130
+    assert "interrupted: the run in progress is marked KILLED" in out
+    assert "2 finished, 0 failed" in out  # the teacher and student-only got done before
+    statuses = {r.data.tags["kdbench.role"]: r.info.status for r in runs(isolated, "tiny")}
+    assert statuses == {"teacher": "FINISHED", "student": "FINISHED", "distill": "KILLED"}
+    code, out, err = cli("run", suite)
+    assert code == 0 and "2/3 runs already finished, skipped" in err
