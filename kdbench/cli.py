@@ -19,6 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
+    signal.signal(signal.SIGTERM, _interrupt)  # a polite kill stops like Ctrl-C: the current run is marked KILLED
     try:
         return args.handler(args)
     except UserError as error:

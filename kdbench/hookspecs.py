@@ -92,7 +92,8 @@ def kdbench_run_start(config: dict[str, Any], run_id: str) -> None:
 def kdbench_epoch_end(config: dict[str, Any], run_id: str, epoch: int, metrics: dict[str, float]) -> None:
     """Called after each training epoch of any model (teacher or student).
 
-    ``config`` and ``run_id`` are as in ``kdbench_run_start``; ``epoch`` counts from 1; ``metrics`` holds the epoch's mean training loss terms and
+    ``config`` and ``run_id`` are as in ``kdbench_run_start``; ``epoch`` counts from 1;
+    ``metrics`` holds the epoch's mean training loss terms and
     the validation metrics, as logged to MLflow.
     """
 

@@ -171,7 +171,8 @@ class Runner:
             arguments = teachers if several else (teachers[0] if teachers else None)
             context.method = method(task, model, arguments, **combination.params)
             cached = method.needs == "logits" and task.deterministic(combination.recipe)
-            outputs = [self._teacher_outputs(t, model_, cached) for t, model_ in zip(combination.teachers, teachers, strict=True)]
+            pairs = zip(combination.teachers, teachers, strict=True)
+            outputs = [self._teacher_outputs(run, teacher, cached) for run, teacher in pairs]
             context.teacher = outputs if several else (outputs[0] if outputs else None)
             if outputs:
                 self.tracker.set_tags(run_id, {"kdbench.teacher_outputs_cached": str(outputs[0].cached).lower()})

@@ -227,7 +227,8 @@ def check_names(suite: Suite, registry: Registry, where: str) -> None:
             method = registry.methods.get(entry.name)
             for key in [*entry.params, *entry.grid]:
                 if key not in method.defaults:
-                    fail(f"{field}.params", unknown_name_message(f"parameter of method {entry.name}", key, method.defaults))
+                    sort = f"parameter of method {entry.name}"
+                    fail(f"{field}.params", unknown_name_message(sort, key, method.defaults))
             for key, values in entry.grid.items():
                 if not values:
                     fail(f"{field}.grid.{key}", "expected a non-empty list of values")

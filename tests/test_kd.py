@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from kdbench_methods.kd import KD, soft_target_loss
 
 from kdbench import ClassificationTask, ModelOutput, Recipe
-from kdbench_methods.kd import KD, soft_target_loss
 
 E = math.e
 

@@ -69,4 +69,5 @@ def test_unreachable_server_is_one_line_before_any_training(cli, tiny_suite, iso
     assert code == 2
     assert time.monotonic() - started < 10
     assert err.count("\n") == 1 and "is unreachable" in err
-    assert not (isolated.parent / "cache" / "teachers").exists() or not any((isolated.parent / "cache" / "teachers").iterdir())
+    teachers = isolated.parent / "cache" / "teachers"
+    assert not teachers.exists() or not any(teachers.iterdir())

@@ -21,7 +21,8 @@ def examples() -> dict[str, str]:
 
 
 def test_readme_has_every_example():
-    assert set(examples()) == {"my_logit_mse.py", "logit-mse-demo.yaml", "run-one-file", "pyproject.toml", "run-package"}
+    names = {"my_logit_mse.py", "logit-mse-demo.yaml", "run-one-file", "pyproject.toml", "run-package"}
+    assert set(examples()) == names
 
 
 def test_one_file_plugin_runs_as_written(isolated: Path, cli):

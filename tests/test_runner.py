@@ -174,7 +174,8 @@ def test_runs_carry_the_documented_tags_metrics_and_params(isolated: Path, cli, 
     tags = distill.data.tags
     for key in ("task", "teacher", "student", "method", "seed", "role", "config_hash", "version", "commit"):
         assert f"kdbench.{key}" in tags
-    assert (tags["kdbench.task"], tags["kdbench.teacher"], tags["kdbench.student"]) == ("digits", "hinton-mlp-1200", "mlp-30")
+    identity = (tags["kdbench.task"], tags["kdbench.teacher"], tags["kdbench.student"])
+    assert identity == ("digits", "hinton-mlp-1200", "mlp-30")
     metrics = distill.data.metrics
     for key in ("test_accuracy", "test_errors", "test_ece", "test_fidelity", "params", "flops", "latency_ms",
                 "teacher_params", "wall_time_s", "train_loss", "val_accuracy"):
@@ -215,7 +216,8 @@ def test_config_hash_is_stable_across_processes_and_changes_with_the_recipe(isol
     changes = {"epochs": 2, "batch_size": 32, "optimizer": "adam", "lr": 0.01, "momentum": 0.5,
                "weight_decay": 0.1, "schedule": "constant", "augment": "jitter1"}
     for field, value in changes.items():
-        changed = suite.model_copy(update={"recipe": {"teacher": {"epochs": 1}, "student": {"epochs": 1, field: value}}})
+        recipe = {"teacher": {"epochs": 1}, "student": {"epochs": 1, field: value}}
+        changed = suite.model_copy(update={"recipe": recipe})
         keys_now = {c.role: c.key for c in expand(changed, registry, task_instances(changed, registry))}
         assert keys_now["teacher"] == base["teacher"], field
         assert keys_now["distill"] != base["distill"], f"changing student recipe {field} must change the hash"

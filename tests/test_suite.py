@@ -25,7 +25,8 @@ def mutate(old: str, new: str) -> str:
 
 
 CASES = {
-    "unknown task": (mutate("[digits]", "[digitz]"), ["tasks[0].name", "unknown task 'digitz'", "did you mean 'digits'"]),
+    "unknown task": (mutate("[digits]", "[digitz]"),
+                     ["tasks[0].name", "unknown task 'digitz'", "did you mean 'digits'"]),
     "unknown teacher": (mutate("teacher: hinton-mlp-1200", "teacher: hinton-mlp-120"),
                         ["pairs[0].teacher", "did you mean 'hinton-mlp-1200'"]),
     "unknown student": (mutate("student: mlp-30", "student: mlp-3O"), ["pairs[0].student", "did you mean 'mlp-30'"]),

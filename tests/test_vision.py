@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from kdbench.errors import DatasetMissingError
 from kdbench_vision.augment import jitter
 from kdbench_vision.digits import build_digits
 from kdbench_vision.mnist import MNIST_FILES, build_mnist
 from kdbench_vision.models import CNN_LARGE, CNN_SMALL, HINTON_STUDENT, HINTON_TEACHER
+
+from kdbench.errors import DatasetMissingError
 
 FILES = [f.path for f in MNIST_FILES]
 
@@ -40,7 +40,8 @@ def test_missing_file_is_one_line_naming_it(tmp_path, monkeypatch, require_data,
     root = copy_mnist(tmp_path, require_data)
     (root / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
     monkeypatch.setenv("KDBENCH_DATA", str(root))
-    with pytest.raises(DatasetMissingError, match=r"file t10k-labels-idx1-ubyte.gz not found at .*kdbench data fetch mnist"):
+    expected = r"file t10k-labels-idx1-ubyte.gz not found at .*kdbench data fetch mnist"
+    with pytest.raises(DatasetMissingError, match=expected):
         build_mnist()
     suite = tmp_path / "s.yaml"
     suite.write_text("name: s\ntasks: [mnist]\npairs: [{teacher: cnn-large, student: cnn-small}]\nmethods: [kd]\n")
@@ -97,7 +98,7 @@ def test_jitter_shifts_by_at_most_two_pixels_and_is_seeded():
     positions = shifted[:, 0].flatten(1).argmax(1)
     rows, cols = positions // 28, positions % 28
     assert (rows - 14).abs().max() == 2 and (cols - 14).abs().max() == 2
-    assert len(set(zip(rows.tolist(), cols.tolist()))) == 25  # every shift in [-2, 2]² occurs
+    assert len(set(zip(rows.tolist(), cols.tolist(), strict=True))) == 25  # every shift in [-2, 2]² occurs
     assert torch.equal(shifted, jitter(image, torch.Generator().manual_seed(0)))
 
 

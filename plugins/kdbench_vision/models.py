@@ -22,7 +22,8 @@ class MLP(nn.Module):
         self.input_dropout = nn.Dropout(input_dropout)
         widths = [in_features, *hidden]
         self.hidden = nn.ModuleList(
-            nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)) for a, b in zip(widths, widths[1:])
+            nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout))
+            for a, b in zip(widths, widths[1:], strict=False)
         )
         self.head = nn.Linear(widths[-1], classes)
 
@@ -73,7 +74,7 @@ def _cnn(widths: tuple[int, int, int]):  # noqa: ANN202
 
 KINDS = ("classification",)
 HINTON_TEACHER = ModelSpec("hinton-mlp-1200", _mlp([1200, 1200], 0.2, 0.5), KINDS, ("vision",),
-                           description="Hinton 2015 teacher: 2×1200 ReLU, dropout 0.2 on inputs and 0.5 on hidden units")
+                           description="Hinton 2015 teacher: 2×1200 ReLU, dropout 0.2 on inputs, 0.5 on hidden units")
 HINTON_STUDENT = ModelSpec("hinton-mlp-800", _mlp([800, 800]), KINDS, ("vision",),
                            description="Hinton 2015 student: 2×800 ReLU, no regularisation")
 MLP_100 = ModelSpec("mlp-100", _mlp([100, 100]), KINDS, ("vision",), description="2×100 ReLU MLP")
