@@ -26,7 +26,8 @@ def kdbench_tasks() -> list[TaskSpec]:
 
 @hookimpl
 def kdbench_teachers() -> list[ModelSpec]:
-    return [models.RES_CNN]
+    """ds-cnn-s teaches too: a second, different teacher for multi-teacher distillation."""
+    return [models.RES_CNN, models.DS_CNN_S]
 
 
 @hookimpl

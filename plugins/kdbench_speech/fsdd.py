@@ -143,7 +143,13 @@ def partition(clips: list[Clip], split: str, train_per_digit: int | None) -> dic
 
 
 def build_fsdd(split: str = "official", train_per_digit: int | None = None) -> ClassificationTask:
-    """Normalised log-mel inputs [1, 40, 101]: each mel band by its training-split mean and std."""
+    """Normalised log-mel inputs [1, 40, 101]: each mel band by its training-split mean and std.
+
+    Teachers train with SpecAugment (in a trial it lifted res-cnn from 75% to 91% on the
+    held-out speaker), students on clean features: their inputs are then the same every
+    epoch, so logit methods reuse the teacher's cached outputs, and the teacher's robustness
+    reaches a student only through distillation — as Hinton et al.'s jittered MNIST teacher.
+    """
     front_end = FrontEnd()
     clips, features = load_features(front_end)
     parts = partition(clips, split, train_per_digit)
@@ -152,9 +158,10 @@ def build_fsdd(split: str = "official", train_per_digit: int | None = None) -> C
     labels = torch.tensor([clip.digit for clip in clips])
     splits = {name: (((features[index] - mean) / std).unsqueeze(1), labels[index])
               for name, index in parts.items()}
-    recipe = Recipe(epochs=20, batch_size=64, optimizer="adamw", lr=3e-3, weight_decay=1e-3)
+    student = Recipe(epochs=20, batch_size=64, optimizer="adamw", lr=3e-3, weight_decay=1e-3)
+    teacher = student.updated({"augment": "specaugment"})
     return ClassificationTask(
-        splits, num_classes=10, recipes={"teacher": recipe, "student": recipe},
+        splits, num_classes=10, recipes={"teacher": teacher, "student": student},
         augmentations=AUGMENTATIONS, front_end=front_end.params(),
         normalisation=(mean.squeeze(0), std.squeeze(0)),
         clips={name: [clips[i].path for i in index] for name, index in parts.items()},
