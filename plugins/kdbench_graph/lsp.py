@@ -35,10 +35,10 @@ class LSP(WholeGraphMethod):
 
     How the teacher arranges each node's neighbours in its embedding space (which are near,
     which far) is matched, not the embeddings themselves, so widths may differ and no
-    adapter is learnt. The similarity kernel (exp of the negative L1 distance over 100),
-    the KL direction (teacher first) and λ = 1 follow the authors' code; the paper's
-    ablation favours this Gaussian-type kernel. Computed over every node (the structure
-    needs no labels) on the last hidden layer of both models.
+    adapter is learnt. The similarity kernel (exp of the negative L1 distance over
+    ``scale`` = 100), the KL direction (teacher first) and λ = 1 are those of the authors'
+    code (DistillGCN.PyTorch). Computed over every node, since the structure needs no
+    labels, on the last hidden layer of both models.
     """
 
     name = "lsp"

@@ -89,10 +89,9 @@ class MeanSAGEConv(SAGEConv):
 
 
 def _spec(name: str, layer: Layer, hidden: int, dropout: float, description: str,
-          reads_edges: bool = True, **recipe: float) -> GraphModelSpec:
+          reads_edges: bool = True) -> GraphModelSpec:
     return GraphModelSpec(name, _builder(layer, hidden, dropout, reads_edges), ("classification",),
-                          ("graph",), recipe=recipe, description=description,
-                          reads_edges=reads_edges)
+                          ("graph",), description=description, reads_edges=reads_edges)
 
 
 SAGE = _spec("sage", MeanSAGEConv, 128, 0.5,
