@@ -8,6 +8,7 @@ checkpoint rule), so its hash is the run's identity across invocations.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +81,7 @@ def expand(suite: Suite, registry: Registry, tasks: dict[str, Task]) -> list[Com
     students: dict[str, Combination] = {}
     for case in suite.all_cases():
         assert case.seeds is not None
+        names = Counter(entry.name for entry in case.methods)
         for task_entry in case.tasks:
             spec = registry.tasks.get(task_entry.name)
             options = {**spec.options, **task_entry.options}
@@ -93,9 +95,10 @@ def expand(suite: Suite, registry: Registry, tasks: dict[str, Task]) -> list[Com
                         pair_teachers.append(teachers.setdefault(teacher.key, teacher))
                     student_spec = registry.students.get(pair.student)
                     for entry in case.methods:
+                        repeated = names[entry.name] > 1
                         for point in entry.points():
-                            combination = _student(suite, case, spec, seeded, options, student_spec,
-                                                   pair_teachers, registry.methods.get(entry.name), entry, point, seed)
+                            combination = _student(suite, case, spec, seeded, options, student_spec, pair_teachers,
+                                                   registry.methods.get(entry.name), entry, point, seed, repeated)
                             students.setdefault(combination.key, combination)
     return list(teachers.values()) + list(students.values())
 
@@ -142,14 +145,15 @@ def _teacher(suite: Suite, case: Case, spec: TaskSpec, task: Task, options: dict
 
 def _student(suite: Suite, case: Case, spec: TaskSpec, task: Task, options: dict[str, Any],
              model: ModelSpec, teachers: list[Combination], method: type[Method], entry: MethodEntry,
-             params: dict[str, Any], seed: int) -> Combination:
+             params: dict[str, Any], seed: int, repeated: bool = False) -> Combination:
     if method.needs == "none":  # baselines, peers and self-distillation learn from no pre-trained teacher
         teachers = []
     recipe = _recipe(suite, case, task, model, "student")
     resolved = {**method.defaults, **params}
-    variant = method.name + (
-        "[" + ",".join(f"{k}={params[k]}" for k in sorted(entry.grid)) + "]" if entry.grid else ""
-    )
+    # Rows must not merge different configs: name the grid's keys, and every set parameter
+    # when the case lists the method more than once (kd at T = 4 and kd at T = 20).
+    shown = sorted({*entry.grid, *(entry.params if repeated else {})})
+    variant = method.name + ("[" + ",".join(f"{k}={params[k]}" for k in shown) + "]" if shown else "")
     combination = Combination(
         role="distill" if teachers else "student", task_spec=spec, task=task,
         task_options=options, seed=seed, checkpoint=suite.checkpoint, model_spec=model, recipe=recipe,

@@ -242,3 +242,15 @@ def test_ctrl_c_marks_the_current_run_killed_prints_the_summary_and_resumes(isol
     assert statuses == {"teacher": "FINISHED", "student": "FINISHED", "distill": "KILLED"}
     code, out, err = cli("run", suite)
     assert code == 0 and "2/3 runs already finished, skipped" in err
+
+
+def test_one_method_listed_twice_gives_two_rows_never_one(isolated: Path, tiny_suite):
+    from kdbench.plan import expand, task_instances
+    from kdbench.registry import Registry
+    from kdbench.suite import load_suite
+
+    path = tiny_suite(methods="[kd, {name: kd, params: {T: 8.0}}, {name: dkd, grid: {beta: [1.0, 2.0]}}]")
+    registry = Registry.load()
+    suite = load_suite(path, registry)
+    labels = sorted(c.variant for c in expand(suite, registry, task_instances(suite, registry)) if c.method)
+    assert labels == ["dkd[beta=1.0]", "dkd[beta=2.0]", "kd", "kd[T=8.0]"]
