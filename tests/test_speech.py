@@ -16,7 +16,7 @@ from kdbench_speech.fsdd import MANIFEST, SPEAKERS, build_fsdd, load_features, p
 from kdbench_speech.models import DS_CNN_S, DS_CNN_XS, RES_CNN
 from mlflow.tracking import MlflowClient
 
-from kdbench import ClassificationTask, Recipe, UserError
+from kdbench import ClassificationTask, Recipe, UserError, cache_dir
 from kdbench.errors import DatasetMissingError
 
 
@@ -39,7 +39,7 @@ def test_loader_reads_every_clip(fsdd):
     assert sorted({c.speaker for c in clips}) == sorted(SPEAKERS)
     assert torch.bincount(torch.tensor([c.digit for c in clips])).tolist() == [300] * 10
     assert {c.index for c in clips} == set(range(50))
-    cached = list((Path.cwd().parent / "cache" / "fsdd").iterdir())
+    cached = list((cache_dir() / "fsdd").iterdir())
     assert len(cached) == 1 and cached[0].suffix == ".pt"  # written once, no partial file left
     assert torch.equal(load_features(FrontEnd())[1], features)  # the cache gives the same
 
