@@ -11,7 +11,9 @@ from tests.conftest import REPO
 
 
 @pytest.mark.slow
-def test_smoke_suite_end_to_end(cli, isolated: Path):
+def test_smoke_suite_end_to_end(cli, isolated: Path, require_data):
+    require_data("fsdd", "MANIFEST.tsv")  # the speech case
+    require_data("planetoid", "Cora/raw/ind.cora.x")  # the graph case
     code, out, err = cli("run", REPO / "suites" / "smoke.yaml")
     assert code == 0, out + err
     client = MlflowClient(tracking_uri=f"sqlite:///{isolated / 'mlflow.db'}")
@@ -19,7 +21,7 @@ def test_smoke_suite_end_to_end(cli, isolated: Path):
     finished = [r for r in runs if r.info.status == "FINISHED" and "kdbench.skipped" not in r.data.tags]
     assert len(finished) == len(runs), "no run of the smoke suite may fail or be skipped"
     modalities = {r.data.tags["kdbench.modality"] for r in finished}
-    assert "vision" in modalities
+    assert {"vision", "speech", "graph"} <= modalities
     for run in finished:
         primary = run.data.tags["kdbench.primary_metric"]
         assert f"test_{primary}" in run.data.metrics
