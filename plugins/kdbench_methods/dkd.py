@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from kdbench import Batch, Method, ModelOutput
-from kdbench_methods.soft_targets import kl_divergence, soft_target_loss
+from kdbench_methods.soft_targets import check_soft_target_params, kl_divergence, soft_target_loss
 
 _EXCLUDED = -1e9
 """A logit that softmax turns into exactly zero probability in float32 (as mdistiller's −1000)."""
@@ -55,8 +55,7 @@ class DKD(Method):
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:
-        if params["T"] <= 0:
-            raise ValueError(f"T must be positive, got {params['T']}")
+        check_soft_target_params(params, blended=False)
         for key in ("alpha", "beta"):
             if params[key] < 0:
                 raise ValueError(f"{key} must not be negative, got {params[key]}")

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from kdbench import Batch, Method, ModelOutput
-from kdbench_methods.soft_targets import soft_target_loss
+from kdbench_methods.soft_targets import check_soft_target_params, soft_target_loss
 
 
 class KD(Method):
@@ -24,10 +24,7 @@ class KD(Method):
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:
-        if params["T"] <= 0:
-            raise ValueError(f"T must be positive, got {params['T']}")
-        if not 0 <= params["alpha"] <= 1:
-            raise ValueError(f"alpha must lie in [0, 1], got {params['alpha']}")
+        check_soft_target_params(params)
 
     def loss(self, batch: Batch, student: ModelOutput,
              teacher: ModelOutput | None) -> dict[str, torch.Tensor]:

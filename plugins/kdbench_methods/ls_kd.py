@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from kdbench import Batch, Method, ModelOutput
-from kdbench_methods.soft_targets import soft_target_loss
+from kdbench_methods.soft_targets import check_soft_target_params, soft_target_loss
 
 
 def standardise(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -33,8 +33,7 @@ class LSKD(Method):
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:
-        if params["T"] <= 0:
-            raise ValueError(f"T must be positive, got {params['T']}")
+        check_soft_target_params(params, blended=False)
         for key in ("kd_weight", "ce_weight"):
             if params[key] < 0:
                 raise ValueError(f"{key} must not be negative, got {params[key]}")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench import Batch, IncompatibleCombination, Method, ModelOutput, Task
-from kdbench_methods.soft_targets import kl_divergence
+from kdbench_methods.soft_targets import check_soft_target_params, kl_divergence
 
 
 class MultiTeacher(Method):
@@ -41,10 +41,7 @@ class MultiTeacher(Method):
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:
-        if params["T"] <= 0:
-            raise ValueError(f"T must be positive, got {params['T']}")
-        if not 0 <= params["alpha"] <= 1:
-            raise ValueError(f"alpha must lie in [0, 1], got {params['alpha']}")
+        check_soft_target_params(params)
         weights = params["weights"]
         valid = isinstance(weights, list) and all(isinstance(w, Real) and w >= 0 for w in weights)
         if not valid:

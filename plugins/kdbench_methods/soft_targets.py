@@ -8,6 +8,8 @@ averaging over classes instead of samples, are the two bugs most often shipped i
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -32,3 +34,15 @@ def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     if reverse:
         return kl_divergence(log_student, log_teacher) * temperature**2
     return kl_divergence(log_teacher, log_student) * temperature**2
+
+
+def check_soft_target_params(params: dict[str, Any], blended: bool = True) -> None:
+    """Refuse a non-positive temperature and, when ``blended``, an α outside [0, 1].
+
+    ``blended``: α mixes the soft and hard terms (Hinton KD and its kin), rather than
+    weighting one term freely as DKD's α does.
+    """
+    if params["T"] <= 0:
+        raise ValueError(f"T must be positive, got {params['T']}")
+    if blended and not 0 <= params["alpha"] <= 1:
+        raise ValueError(f"alpha must lie in [0, 1], got {params['alpha']}")

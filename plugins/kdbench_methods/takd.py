@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from kdbench import Method, TrainContext, UserError
+from kdbench_methods.soft_targets import check_soft_target_params
 from kdbench_methods.stages import frozen, train_stage
 
 
@@ -31,10 +32,7 @@ class TAKD(Method):
     def validate_params(cls, params: dict[str, Any]) -> None:
         if not params["assistant"]:
             raise ValueError("assistant must name a model")
-        if params["T"] <= 0:
-            raise ValueError(f"T must be positive, got {params['T']}")
-        if not 0 <= params["alpha"] <= 1:
-            raise ValueError(f"alpha must lie in [0, 1], got {params['alpha']}")
+        check_soft_target_params(params)
 
     def fit(self, context: TrainContext) -> nn.Module:
         if context.build_model is None:
