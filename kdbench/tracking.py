@@ -108,9 +108,6 @@ class Tracker:
     def log_text(self, run_id: str, text: str, name: str) -> None:
         self.client.log_text(run_id, text, name)
 
-    def log_artifact(self, run_id: str, path: Path) -> None:
-        self.client.log_artifact(run_id, str(path))
-
     def end(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
 
