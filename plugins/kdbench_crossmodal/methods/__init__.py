@@ -1,0 +1,1 @@
+"""The cross-modal distillation methods: bev-feature, heatmap-kd and bev-relation."""
