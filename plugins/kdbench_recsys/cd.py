@@ -56,7 +56,8 @@ class CD(RankingDistillation):
     def draw(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         guided = (self.epoch - 1) / max(self.epochs - 1, 1)
         odds = sampling_odds(self.teacher_rank, self.student_rank, self.T, self.epsilon, guided)
-        odds = odds.masked_fill(self.task.seen_in_train, 0.0)
+        # a floor keeps every unseen item drawable when fewer than ``samples`` have odds left
+        odds = (odds + 1e-12).masked_fill(self.task.seen_in_train, 0.0)
         return {"items": torch.multinomial(odds, self.samples, replacement=False, generator=generator)}
 
     def loss(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None) -> dict[str, torch.Tensor]:

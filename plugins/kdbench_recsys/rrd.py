@@ -16,13 +16,12 @@ def relaxed_ranking_loss(interesting: torch.Tensor, uninteresting: torch.Tensor)
     teacher's order, above every uninteresting item — whose own order is left free (the
     relaxation). Rows are users; ``interesting`` [B, K] in the teacher's order, best first.
 
-    −Σ_k [s_k − log(Σ_{l ≥ k} exp s_l + Σ_j exp u_j)], averaged over rows. Scores are shifted
-    by each row's maximum before exponentiating, so no exponential exceeds 1 (a reverse
-    cumulative sum of exponentials costs a third of ``logcumsumexp`` on CPU).
+    −Σ_k [s_k − log(Σ_{l ≥ k} exp s_l + Σ_j exp u_j)], computed in log space (a single shift
+    by the row's maximum would underflow the later positions' sums when scores spread widely),
+    averaged over rows.
     """
-    shift = torch.cat([interesting, uninteresting], 1).max(1, keepdim=True).values.detach()
-    tail = (interesting - shift).exp().flip(1).cumsum(1).flip(1)  # Σ_{l ≥ k} exp s_l, shifted
-    below = (tail + (uninteresting - shift).exp().sum(1, keepdim=True)).log() + shift
+    tail = interesting.flip(1).logcumsumexp(1).flip(1)  # log Σ_{l ≥ k} exp s_l
+    below = torch.logaddexp(tail, uninteresting.logsumexp(1, keepdim=True))
     return (below - interesting).sum(1).mean()
 
 
