@@ -1,0 +1,70 @@
+"""Diffusion: step distillation — how good are a sampler's samples at N steps?
+
+Tasks ``mnist-diffusion`` (MNIST padded to 32×32, scored by Fréchet distance and KID on a frozen
+MNIST classifier's features) and ``toy-8gaussians`` (2-D, exact likelihood). Teachers and
+students ``unet-mnist`` (diffusers UNet2DModel) and ``mlp-points``. Methods ``ddim-n`` (the
+undistilled teacher at N DDIM steps: the baseline), ``progressive`` (Salimans & Ho 2022) and
+``consistency`` (Song et al. 2023). The plugin also adds the per-N Fréchet distance columns to
+leaderboards, and keeps sample grids per run (see ``grids``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from kdbench import Method, ModelSpec, TaskSpec, hookimpl
+from kdbench_diffusion import grids
+from kdbench_diffusion.columns import fd_columns
+from kdbench_diffusion.consistency import Consistency
+from kdbench_diffusion.ddim_n import DDIMN
+from kdbench_diffusion.mnist import build_mnist_diffusion
+from kdbench_diffusion.progressive import Progressive
+from kdbench_diffusion.toy import POINT_MLP, build_toy
+from kdbench_diffusion.unet import UNET
+
+STEPS = {"steps": [1, 2, 4, 8], "primary_steps": 4, "teacher_steps": 64}
+
+
+@hookimpl
+def kdbench_tasks() -> list[TaskSpec]:
+    return [
+        TaskSpec("mnist-diffusion", "denoising", "vision", build_mnist_diffusion,
+                 "MNIST padded to 32×32 in [−1, 1]; Fréchet distance and KID of generated samples against "
+                 "the test set on a frozen MNIST classifier's features, at each sampling step count",
+                 options={"samples": 10_000, **STEPS}),
+        TaskSpec("toy-8gaussians", "denoising", "points", build_toy,
+                 "eight 2-D Gaussians on a circle; Fréchet distance on coordinates and exact likelihood",
+                 options={"samples": 2000, "train_size": 8192, "test_size": 8192, **STEPS}),
+    ]
+
+
+@hookimpl
+def kdbench_teachers() -> list[ModelSpec]:
+    return [UNET, POINT_MLP]
+
+
+@hookimpl
+def kdbench_students() -> list[ModelSpec]:
+    return [UNET, POINT_MLP]
+
+
+@hookimpl
+def kdbench_methods() -> list[type[Method]]:
+    return [DDIMN, Progressive, Consistency]
+
+
+@hookimpl
+def kdbench_run_start(run_id: str) -> None:
+    grids.begin(run_id)
+
+
+@hookimpl
+def kdbench_run_end(run_id: str) -> None:
+    grids.finish(run_id)
+
+
+@hookimpl
+def kdbench_leaderboard_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any] | None:
+    return fd_columns(runs, rows)

@@ -1,0 +1,106 @@
+"""Song, Dhariwal, Chen & Sutskever, "Consistency Models" (ICML 2023, arXiv:2303.01469): consistency distillation."""
+
+from __future__ import annotations
+
+import copy
+import math
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdbench import Method, TrainContext
+from kdbench_diffusion.frechet import freeze
+from kdbench_diffusion.loop import clean_batches, optimise
+from kdbench_diffusion.sampling import Sampler
+from kdbench_diffusion.schedule import TIMESTEPS, alpha_sigma, boundary_scalings, ddim_step, predict_x0
+
+DISTANCES = ("l2", "pseudo-huber")
+
+
+def consistency_function(network: nn.Module, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """f(x_t, t) = c_skip(t) x_t + c_out(t) x̂0(x_t, t), with LCMScheduler's boundary scalings.
+
+    Sampling with ``LCMScheduler`` applies exactly this map, so training and sampling agree;
+    at t ≤ 0 c_skip = 1 and c_out = 0, so f is the identity on clean data (the boundary condition).
+    """
+    t = t.clamp(min=0)
+    c_skip, c_out = boundary_scalings(t)
+    shape = (-1,) + (1,) * (x_t.dim() - 1)
+    return c_skip.view(shape) * x_t + c_out.view(shape) * predict_x0(x_t, network(x_t, t).output, t)
+
+
+def distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean over the batch of the squared L2 distance per element, or of the pseudo-Huber distance
+    sqrt(‖a − b‖² + c²) − c with c = 0.00054 √d (Song & Dhariwal 2023)."""
+    difference = (a - b).flatten(1)
+    if kind == "l2":
+        return difference.pow(2).mean()
+    c = 0.00054 * math.sqrt(difference.shape[1])
+    return ((difference.pow(2).sum(1) + c * c).sqrt() - c).mean()
+
+
+def consistency_loss(teacher: nn.Module, student: nn.Module, target: nn.Module, intervals: int, kind: str,
+                     x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """d(f_θ(x_{t_{n+1}}, t_{n+1}), f_θ⁻(x̂_{t_n}, t_n)), x̂_{t_n} one teacher DDIM step from x_{t_{n+1}} (Algorithm 2).
+
+    Adjacent times are neighbours on the ``intervals``-step grid t_n = n·1024/intervals − 1
+    (t_0 = −1: clean data), the grid LCMScheduler samples on; the weighting λ(t) is 1.
+    """
+    gap = TIMESTEPS // intervals
+    t = torch.randint(1, intervals + 1, (len(x0),), generator=generator) * gap - 1
+    alpha, sigma = alpha_sigma(t, x0)
+    x_t = alpha * x0 + sigma * torch.randn(x0.shape, generator=generator)
+    with torch.no_grad():
+        earlier = ddim_step(x_t, teacher(x_t, t).output, t, t - gap)
+        goal = consistency_function(target, earlier, t - gap)
+    return distance(consistency_function(student, x_t, t), goal, kind)
+
+
+class Consistency(Method):
+    """Consistency distillation of the teacher's probability-flow ODE, sampled with 1, 2, 4, 8 steps.
+
+    The student (online network θ, initialised from the teacher) maps any point of a teacher DDIM
+    trajectory to the trajectory's start; the target network θ⁻ is θ's exponential moving average
+    (rate ``ema``), and is the model sampled, with ``LCMScheduler`` (multistep consistency
+    sampling on the distillation grid). The ODE solver is one deterministic DDIM step of the
+    teacher between adjacent grid times, ``intervals`` of them; ``distance`` is squared L2 or
+    pseudo-Huber (LPIPS, the paper's best, has no MNIST counterpart).
+    """
+
+    name = "consistency"
+    kinds = ("denoising",)
+    scheme = "offline"
+    needs = "logits"
+    defaults = {"iterations": 1000, "intervals": 32, "ema": 0.95, "distance": "l2"}
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> None:
+        if not isinstance(params["iterations"], int) or params["iterations"] < 1:
+            raise ValueError(f"iterations must be an integer ≥ 1, got {params['iterations']}")
+        if params["intervals"] < 1 or TIMESTEPS % params["intervals"]:
+            raise ValueError(f"intervals must be a power of two up to {TIMESTEPS}, got {params['intervals']}")
+        if not 0 <= params["ema"] < 1:
+            raise ValueError(f"ema must lie in [0, 1), got {params['ema']}")
+        if params["distance"] not in DISTANCES:
+            raise ValueError(f"distance must be one of {DISTANCES}, got {params['distance']!r}")
+
+    def fit(self, context: TrainContext) -> nn.Module:
+        task, teacher, student = context.task, context.teacher.model, context.model
+        if max(task.info["steps"]) > self.intervals:
+            raise ValueError(f"consistency: intervals ({self.intervals}) must be ≥ the most sampling steps")
+        student.load_state_dict(teacher.state_dict())
+        target = freeze(copy.deepcopy(student))
+        generator = context.generator()
+        torch.manual_seed(context.seed)
+
+        @torch.no_grad()
+        def update_target() -> None:
+            for slow, fast in zip(target.parameters(), student.parameters(), strict=True):
+                slow.lerp_(fast, 1 - self.ema)
+
+        loss = partial(consistency_loss, teacher, student, target, self.intervals, self.distance)
+        optimise(context, student, loss, self.iterations, clean_batches(task, context, generator), generator,
+                 "", after_step=update_target)
+        return Sampler(target, "consistency", task.info["steps"], grid=self.intervals)
