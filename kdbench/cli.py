@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import warnings
@@ -47,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="a suite file, or the name of one in suites/")
     run.add_argument("--rerun", action="store_true", help="run again combinations that already finished")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
+    run.add_argument("--executor", choices=["inprocess", "process", "ray"], default="inprocess",
+                     help="where runs execute: this process (default), a local process pool, or Ray")
+    run.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                     help="runs at once for process/ray (default: the number of cores); each gets cores/N threads "
+                          "unless KDBENCH_THREADS says otherwise")
+    run.add_argument("--address", help="Ray cluster address (ray://host:port or auto); default: start Ray locally")
     run.set_defaults(handler=_run)
 
     listing = with_plugins(sub.add_parser("list", help="list what the plugins offer"))
@@ -121,6 +128,11 @@ def _run(args: argparse.Namespace) -> int:
     from kdbench.tracking import Tracker
 
     console = Console(width=max(Console().width, WIDTH))
+    max_parallel = args.max_parallel if args.max_parallel is not None else (os.cpu_count() or 1)
+    if max_parallel < 1:
+        raise UserError(f"--max-parallel must be at least 1, got {max_parallel}")
+    if args.address and args.executor != "ray":
+        raise UserError("--address is for --executor ray")
     registry = _registry(args)
     path = resolve_suite(args.suite)
     suite = load_suite(path, registry)
@@ -133,11 +145,16 @@ def _run(args: argparse.Namespace) -> int:
             progress.note(f"{len(done)}/{len(combinations)} runs already finished, skipped"
                           + (" (--rerun runs them again)" if not todo else ""))
             progress.bars.advance(progress.overall, len(done))
+        executor = runner
+        if args.executor != "inprocess" and todo:
+            from kdbench.executors import parallel_runner
+
+            executor = parallel_runner(args.executor, runner, path, args.plugin, max_parallel, args.address)
         interrupted = False
         try:
-            outcomes = runner.run(todo)
-        except KeyboardInterrupt:  # the current run is already marked KILLED; report what got done
-            interrupted, outcomes = True, runner.outcomes
+            outcomes = executor.run(todo)
+        except KeyboardInterrupt:  # the current runs are already marked KILLED; report what got done
+            interrupted, outcomes = True, executor.outcomes
     board = load_board(suite.name, tracker.runs(), suite.metric, suite.paper, registry.manager.hook)
     console.print(summary_table(board))
     failed = [o for o in outcomes if o.status == "FAILED"]

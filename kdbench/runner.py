@@ -135,6 +135,14 @@ class Runner:
         self._delete(older)
         return Outcome(combination, "FINISHED", metrics=metrics)
 
+    def record_failure(self, combination: Combination, reason: str) -> None:
+        """Record a run FAILED that died with its process: its RUNNING run if it got that far, else a new one."""
+        running = [r.run_id for r in self.tracker.runs()
+                   if r.status == "RUNNING" and r.tags.get("kdbench.config_hash") == combination.key]
+        for run_id in running or [self._start(combination, {})]:
+            self.tracker.set_tags(run_id, {"kdbench.error": reason})
+            self.tracker.end(run_id, "FAILED")
+
     def _start(self, combination: Combination, extra_tags: dict[str, str]) -> str:
         from kdbench.provenance import git_commit, kdbench_version
 

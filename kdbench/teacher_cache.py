@@ -2,13 +2,15 @@
 
 A teacher is trained once per (task and its options, architecture, seed, recipe) and
 reused by every method and every later invocation. Writes are atomic (temporary
-file, fsync, rename), so a killed run never leaves a partial checkpoint behind;
-loading uses ``weights_only=True``.
+file, fsync, rename), so a killed run never leaves a partial checkpoint behind, and
+the temporary file a killed writer left is removed by the next cache opened on that
+host; loading uses ``weights_only=True``.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -17,11 +19,25 @@ from torch import nn
 
 from kdbench.errors import UserError
 
+_HOST = socket.gethostname().replace(".", "-")
+
 
 class TeacherCache:
     def __init__(self, root: Path) -> None:
         self.root = root / "teachers"
         self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        """Delete temporary files whose writer, a process on this host, is gone (killed mid-write).
+
+        Temporary names carry host and PID, so a live writer's file (another worker, another
+        host sharing the folder) is never touched.
+        """
+        for temporary in self.root.glob(".*.tmp"):
+            parts = temporary.name.split(".")  # '', key, host, pid, random, 'tmp'
+            if len(parts) == 6 and parts[2] == _HOST and parts[3].isdigit() and not _alive(int(parts[3])):
+                temporary.unlink(missing_ok=True)
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.pt"
@@ -42,7 +58,8 @@ class TeacherCache:
 
     def save(self, key: str, model: nn.Module) -> Path:
         path = self.path(key)
-        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{key}.", suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{key}.{_HOST}.{os.getpid()}.",
+                                             suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as out:
                 torch.save(model.state_dict(), out)
@@ -53,3 +70,13 @@ class TeacherCache:
             Path(temporary).unlink(missing_ok=True)
             raise
         return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

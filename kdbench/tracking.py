@@ -24,6 +24,15 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def absolute_sqlite(uri: str) -> str:
+    """``sqlite:///runs.db`` with the path made absolute: workers started elsewhere (Ray's run in
+    their own folders) must open the same file, and MLflow caches stores by URI within a process."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/") and ":memory:" not in uri:
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -39,7 +48,7 @@ class Tracker:
     """A thin, explicit layer over ``MlflowClient`` (no fluent global state)."""
 
     def __init__(self, uri: str | None, experiment: str) -> None:
-        self.uri = uri or default_tracking_uri()
+        self.uri = absolute_sqlite(uri or default_tracking_uri())
         _check_reachable(self.uri)
         from mlflow.tracking import MlflowClient
 
@@ -48,16 +57,23 @@ class Tracker:
 
         self.client = MlflowClient(tracking_uri=self.uri)
         self.experiment_name = experiment
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else None
+        self._refresh()
 
     def ensure_experiment(self) -> str:
+        if self.experiment_id is None:
+            self._refresh()  # a parallel worker may have created it since
         if self.experiment_id is None:
             self.experiment_id = self.client.create_experiment(self.experiment_name)
         return self.experiment_id
 
+    def _refresh(self) -> None:
+        found = self.client.get_experiment_by_name(self.experiment_name)
+        self.experiment_id = found.experiment_id if found else None
+
     def runs(self) -> list[RunRecord]:
         """Every active (not deleted) run of the suite's experiment."""
+        if self.experiment_id is None:
+            self._refresh()
         if self.experiment_id is None:
             return []
         records, token = [], None

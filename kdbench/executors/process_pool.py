@@ -1,0 +1,79 @@
+"""A local pool of worker processes, for one machine without Ray.
+
+Each worker is a spawned process (not forked: the driver's torch and OpenMP state do
+not survive a fork) that keeps its plan between jobs, so datasets load once per
+worker. Every worker has its own pipe, so when one dies the driver knows exactly
+which job it was running — unlike ``concurrent.futures``, whose pool breaks as a
+whole and cannot say whose job killed it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+
+from kdbench.executors.job import Job, JobResult, run_job
+from kdbench.executors.scheduler import Backend, WorkerDied
+
+
+def _serve(connection: Connection) -> None:
+    """A worker's life: run jobs until told to stop (``None``)."""
+    while True:
+        job = connection.recv()
+        if job is None:
+            return
+        connection.send(run_job(job))
+
+
+class _Worker:
+    def __init__(self, context: multiprocessing.context.SpawnContext) -> None:
+        self.connection, child = context.Pipe()
+        self.process: BaseProcess = context.Process(target=_serve, args=(child,), daemon=True)
+        self.process.start()
+        child.close()
+        self.key: str | None = None
+
+
+class ProcessPool(Backend):
+    def __init__(self, workers: int) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.size = workers
+        self.idle: list[_Worker] = []
+        self.busy: list[_Worker] = []
+
+    def submit(self, job: Job) -> None:
+        worker = self.idle.pop() if self.idle else _Worker(self.context)
+        worker.key = job.key
+        worker.connection.send(job)
+        self.busy.append(worker)
+
+    def wait(self) -> list[tuple[str, JobResult | WorkerDied]]:
+        ready = set(wait([w.connection for w in self.busy] + [w.process.sentinel for w in self.busy]))
+        ended: list[tuple[str, JobResult | WorkerDied]] = []
+        for worker in list(self.busy):
+            if worker.connection not in ready and worker.process.sentinel not in ready:
+                continue
+            self.busy.remove(worker)
+            try:
+                result: JobResult | WorkerDied = worker.connection.recv()
+                self.idle.append(worker)
+            except (EOFError, OSError):
+                worker.process.join()
+                result = WorkerDied(f"exit code {worker.process.exitcode}")
+            ended.append((worker.key, result))
+        return ended
+
+    def close(self, interrupted: bool = False) -> None:
+        for worker in self.busy if interrupted else []:
+            worker.process.kill()
+        for worker in self.idle:
+            try:
+                worker.connection.send(None)
+            except OSError:
+                pass
+        for worker in self.idle + self.busy:
+            worker.process.join(timeout=30)
+            if worker.process.is_alive():
+                worker.process.kill()
+        self.idle, self.busy = [], []

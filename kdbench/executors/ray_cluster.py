@@ -1,0 +1,57 @@
+"""Ray as the engine for spreading a suite over a cluster (or the local machine).
+
+Each job is a Ray task that reserves as many CPUs as it uses threads, so Ray never
+packs more torch threads onto a node than it has cores. Ray's own task retries are
+off: the scheduler retries a dead worker's job once, the same way for every executor.
+Workers must reach the same tracking server and teacher cache (a shared
+``KDBENCH_CACHE`` folder) as the driver; see the README.
+"""
+
+from __future__ import annotations
+
+from kdbench.errors import UserError
+from kdbench.executors.job import Job, JobResult, run_job
+from kdbench.executors.scheduler import Backend, WorkerDied
+
+
+class RayCluster(Backend):
+    def __init__(self, address: str | None, threads: int, max_parallel: int) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--executor ray needs Ray: pip install 'kdbench[ray]'") from None
+        self.ray = ray
+        self.started_here = not ray.is_initialized()
+        if self.started_here:
+            try:
+                if address:
+                    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=threads * max_parallel, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as error:
+                raise UserError(f"cannot reach the Ray cluster at {address or 'local'}: "
+                                f"{str(error).splitlines()[0]}") from None
+        self.task = ray.remote(num_cpus=threads, max_retries=0)(run_job)
+        self.pending: dict[object, str] = {}
+
+    def submit(self, job: Job) -> None:
+        self.pending[self.task.remote(job)] = job.key
+
+    def wait(self) -> list[tuple[str, JobResult | WorkerDied]]:
+        ready, _ = self.ray.wait(list(self.pending), num_returns=1)
+        ended: list[tuple[str, JobResult | WorkerDied]] = []
+        for ref in ready:
+            key = self.pending.pop(ref)
+            try:
+                ended.append((key, self.ray.get(ref)))
+            except self.ray.exceptions.RayError as error:  # the worker process died under the task
+                ended.append((key, WorkerDied(f"{type(error).__name__}")))
+        return ended
+
+    def close(self, interrupted: bool = False) -> None:
+        if interrupted:
+            for ref in self.pending:
+                self.ray.cancel(ref, force=True)
+        self.pending = {}
+        if self.started_here:
+            self.ray.shutdown()

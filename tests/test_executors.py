@@ -1,0 +1,105 @@
+"""The process-pool and Ray executors: same runs and metrics as in-process, teachers trained
+once, a dead worker's combination retried once and then recorded FAILED."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import write_suite
+
+FAULT_PLUGIN = Path(__file__).with_name("fault_plugin.py")
+SUITE = """
+name: parallel
+seeds: 1
+tasks: [digits]
+pairs:
+  - {teacher: hinton-mlp-1200, student: mlp-30}
+methods: [student-only, kd, dkd]
+recipe:
+  teacher: {epochs: 1}
+  student: {epochs: 1}
+"""
+
+
+def runs_of(uri: str) -> list:
+    client = MlflowClient(tracking_uri=uri)
+    return client.search_runs([client.get_experiment_by_name("parallel").experiment_id])
+
+
+def results(uri: str) -> dict[tuple[str, str], dict[str, float]]:
+    """Test metrics of every FINISHED run by (method, seed); fails if a key finished twice."""
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    for run in runs_of(uri):
+        if run.info.status == "FINISHED":
+            key = (run.data.tags["kdbench.method"], run.data.tags["kdbench.seed"])
+            assert key not in table, f"{key} finished twice"
+            table[key] = {k: v for k, v in run.data.metrics.items() if k.startswith("test_")}
+    return table
+
+
+@pytest.fixture
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KDBENCH_THREADS", "1")
+
+
+def test_process_pool_matches_in_process_and_trains_each_teacher_once(cli, isolated: Path, one_thread) -> None:
+    suite = write_suite(isolated / "parallel.yaml", SUITE)
+    store, serial = f"sqlite:///{isolated / 'parallel.db'}", f"sqlite:///{isolated / 'serial.db'}"
+    code, _, err = cli("run", suite, "--executor", "process", "--max-parallel", "2", "--tracking-uri", store)
+    assert code == 0, err
+    parallel = results(store)
+    assert len(parallel) == 4
+    assert len(list((isolated.parent / "cache" / "teachers").glob("*.pt"))) == 1
+    assert [r.data.tags["kdbench.role"] for r in runs_of(store)].count("teacher") == 1, "trained by one job"
+
+    code, _, err = cli("run", suite, "--tracking-uri", serial)
+    assert code == 0, err
+    assert results(serial) == parallel
+
+    # determinism: the same executor again gives the same numbers
+    code, _, err = cli("run", suite, "--executor", "process", "--max-parallel", "2", "--rerun", "--tracking-uri", store)
+    assert code == 0, err
+    assert results(store) == parallel
+
+
+@pytest.mark.parametrize("executor", ["process", "ray"])
+def test_a_dead_worker_is_retried_once(executor: str, cli, isolated: Path, one_thread,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KDBENCH_TEST_FAULT", "die-once:kd")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    suite = write_suite(isolated / "parallel.yaml", SUITE)
+    store = f"sqlite:///{isolated / 'runs.db'}"
+    code, _, err = cli("run", suite, "--plugin", FAULT_PLUGIN, "--executor", executor, "--max-parallel", "2",
+                       "--tracking-uri", store)
+    assert code == 0, err
+    assert "worker died running" in err and "retrying" in err
+    assert len(results(store)) == 4
+    killed = [r for r in runs_of(store) if r.info.status == "KILLED"]
+    assert [r.data.tags["kdbench.method"] for r in killed] == ["kd"], "the dead attempt is marked KILLED"
+
+
+def test_a_worker_that_always_dies_is_failed_and_the_suite_goes_on(cli, isolated: Path, one_thread,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KDBENCH_TEST_FAULT", "die-always:dkd")
+    suite = write_suite(isolated / "parallel.yaml", SUITE)
+    store = f"sqlite:///{isolated / 'runs.db'}"
+    code, out, err = cli("run", suite, "--plugin", FAULT_PLUGIN, "--executor", "process", "--max-parallel", "2",
+                         "--tracking-uri", store)
+    assert code == 1
+    assert "worker died 2 times" in out
+    runs = runs_of(store)
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert [r.data.tags["kdbench.method"] for r in failed] == ["dkd"]
+    assert "worker died 2 times" in failed[0].data.tags["kdbench.error"]
+    assert sorted(r.data.tags["kdbench.method"] for r in runs if r.info.status == "FINISHED") == [
+        "kd", "student-only", "teacher"]
+
+
+def test_bad_executor_arguments_are_one_line_errors(cli, tiny_suite) -> None:
+    code, _, err = cli("run", tiny_suite(), "--executor", "process", "--max-parallel", "0")
+    assert code == 2 and err.count("\n") == 1 and "--max-parallel" in err
+    code, _, err = cli("run", tiny_suite(), "--address", "auto")
+    assert code == 2 and err.count("\n") == 1 and "--executor ray" in err
