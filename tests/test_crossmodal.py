@@ -254,9 +254,13 @@ def test_cross_modal_losses_against_identities(tiny_task):
         feature.adapter.bias.zero_()
     assert feature.loss(batch, same, same)["bev"].item() == pytest.approx(0.0, abs=1e-10)
     assert feature.loss(batch, same, bev_output(bev + 1, logits))["bev"].item() == pytest.approx(1.0)
-    # a sigmoid of 0 is 1/2: the cross-entropy of logit 0 against 1/2 is ln 2
+    # agreeing heatmaps diverge by 0; a sure teacher (logit 30) against an unsure student (logit 0, p = 1/2)
+    # by ln 2 per cell, summed over the 3 × 40 × 40 cells of each frame and divided by the objects
     heat = HeatmapKD(tiny_task, None, None)
-    assert heat.loss(batch, same, same)["heatmap"].item() == pytest.approx(math.log(2), rel=1e-6)
+    assert heat.loss(batch, same, same)["heatmap"].item() == pytest.approx(0.0, abs=1e-6)
+    sure = bev_output(bev, logits + 30)
+    cells, objects = logits.numel(), int(batch["mask"].sum())
+    assert heat.loss(batch, same, sure)["heatmap"].item() == pytest.approx(math.log(2) * cells / objects, rel=1e-5)
     relation = BEVRelation(tiny_task, None, None)
     assert relation.loss(batch, same, same)["relation"].item() == pytest.approx(0.0, abs=1e-10)
     assert relation.loss(batch, same, bev_output(torch.randn_like(bev), logits))["relation"].item() > 0

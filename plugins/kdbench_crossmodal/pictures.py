@@ -1,9 +1,9 @@
 """A picture per frame: what the camera saw, what the LiDAR saw, and what the model predicted.
 
-Three panels: the camera image; the LiDAR pillar grid seen from above with the ground-truth
-boxes; the model's class heatmaps (red car, green pedestrian, blue cyclist) with ground-truth
-centres (white crosses) and detections scoring over 0.3 (yellow circles). BEV panels show
-forward up and the vehicle's left on the left.
+Three panels: the camera image; the LiDAR pillar grid seen from above (ground returns faint,
+returns above the ground dark) with the ground-truth boxes; the model's class heatmaps (red car,
+green pedestrian, blue cyclist) with ground-truth centres (white crosses) and detections scoring
+over 0.3 (yellow circles). BEV panels show forward up and the vehicle's left on the left.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def frame_picture(image: np.ndarray, pillars: np.ndarray, heatmap: np.ndarray, t
     figure, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"width_ratios": [2.2, 1, 1]})
     axes[0].imshow(image.transpose(1, 2, 0))
     axes[0].set_title("camera (image 2)")
-    occupancy = np.log1p(pillars[:-1].astype(float).sum(axis=0))
-    axes[1].imshow(np.flip(occupancy, axis=1), origin="lower", extent=EXTENT, cmap="gray_r")
+    ground, above = np.log1p(pillars[0].astype(float)), np.log1p(pillars[1:-1].astype(float).sum(axis=0))
+    axes[1].imshow(np.flip(0.3 * ground + above, axis=1), origin="lower", extent=EXTENT, cmap="gray_r")
     for box in truths:
         axes[1].plot(*outline(box).T, color="red", linewidth=1)
     axes[1].set_title("LiDAR pillars, ground truth")

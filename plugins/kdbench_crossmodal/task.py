@@ -130,5 +130,5 @@ def build_kitti_synth_bev(train: int = 2000, val: int = 500, test: int = 500, se
     calib = splits["train"].pop("calibration")
     for split in splits.values():
         split.pop("calibration", None)
-    recipe = Recipe(epochs=12, batch_size=16, optimizer="adamw", lr=2e-3, weight_decay=1e-2)
+    recipe = Recipe(epochs=6, batch_size=16, optimizer="adamw", lr=2e-3, weight_decay=1e-2)
     return CrossModalBEV(splits, calib, {"teacher": recipe, "student": recipe})

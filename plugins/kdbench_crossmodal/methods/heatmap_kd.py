@@ -14,12 +14,22 @@ from kdbench import Batch, Method, ModelOutput
 from kdbench_crossmodal.kitti_format import CLASSES
 
 
-class HeatmapKD(Method):
-    """Task loss plus the binary cross-entropy of the student's heatmaps against the teacher's probabilities.
+def bernoulli_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """KL(teacher ‖ student) of the per-cell Bernoulli distributions, cell by cell (zero where they agree)."""
+    target = torch.sigmoid(teacher_logits)
+    cross = F.binary_cross_entropy_with_logits(student_logits, target, reduction="none")
+    entropy = F.binary_cross_entropy_with_logits(teacher_logits, target, reduction="none")
+    return cross - entropy
 
-    Each class heatmap cell is a binary prediction, so the soft target is the teacher's sigmoid
-    (softened by ``T`` on the logits, the loss scaled by T² as in Hinton et al.). It reads only the
-    teacher's output, so it works with a black-box teacher and with cached teacher outputs.
+
+class HeatmapKD(Method):
+    """Task loss plus the KL divergence from the teacher's heatmap probabilities to the student's.
+
+    Each class heatmap cell is a binary prediction, so the soft target is the teacher's sigmoid,
+    softened by ``T`` on both models' logits, the term scaled by T² (Hinton et al.). Summed over
+    cells and divided by the number of objects, the task's focal-loss normalisation, so both
+    terms have one scale. It reads only the teacher's output: it works with a black-box teacher
+    and with teacher outputs cached once per teacher.
     """
 
     name = "heatmap-kd"
@@ -38,6 +48,6 @@ class HeatmapKD(Method):
     def loss(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
         assert teacher is not None
         classes = len(CLASSES)
-        soft = torch.sigmoid(teacher.output[:, :classes] / self.T)
-        response = F.binary_cross_entropy_with_logits(student.output[:, :classes] / self.T, soft)
+        divergence = bernoulli_kl(student.output[:, :classes] / self.T, teacher.output[:, :classes] / self.T)
+        response = divergence.sum() / batch["mask"].sum().clamp(min=1)
         return {"task": self.task.loss(student.output, batch), "heatmap": self.weight * self.T**2 * response}
