@@ -14,7 +14,7 @@ from kdbench_crossmodal.bev_grid import CHANNELS, SIZE, decode, targets
 from kdbench_crossmodal.bev_map import average_precision, bev_map
 from kdbench_crossmodal.calibration import KITTI_LIKE
 from kdbench_crossmodal.camera_render import HEIGHT, SCALE, WIDTH
-from kdbench_crossmodal.kitti_format import Frame, Label, frame_ids, read_labels, velo_boxes
+from kdbench_crossmodal.kitti_format import Frame, Label, frame_ids, read_labels, velo_boxes, write_calibration
 from kdbench_crossmodal.lidar_raycast import MOUNT_HEIGHT
 from kdbench_crossmodal.methods.bev_feature import BEVFeature
 from kdbench_crossmodal.methods.bev_relation import BEVRelation, keypoint_features
@@ -22,7 +22,7 @@ from kdbench_crossmodal.methods.heatmap_kd import HeatmapKD
 from kdbench_crossmodal.models import CameraBEVNet
 from kdbench_crossmodal.pictures import frame_pictures
 from kdbench_crossmodal.scene_generator import generate, manifest
-from kdbench_crossmodal.task import build_kitti_synth_bev
+from kdbench_crossmodal.task import build_kitti_synth_bev, load_split
 from kdbench_methods.at import AT
 from kdbench_methods.fitnets import FitNets
 from kdbench_methods.nst import NST
@@ -170,6 +170,13 @@ def test_generated_labels_reach_the_task_as_targets(tiny_task):
     assert tiny_task.info["image_size"] == (HEIGHT, WIDTH)
     with pytest.raises(UserError, match="test"):
         build_kitti_synth_bev(train=4, val=0, test=0)
+
+
+def test_frames_with_differing_calibrations_are_refused(tmp_path: Path):
+    generate(tmp_path, {"train": 2}, seed=1)
+    write_calibration(tmp_path / "training" / "calib" / "000001.txt", KITTI_LIKE)  # full resolution
+    with pytest.raises(UserError, match="differ in calibration"):
+        load_split(tmp_path, "train")
 
 
 # ----------------------------------------------------------------------------------------

@@ -40,6 +40,12 @@ def frame_tensors(frame: Frame) -> dict[str, Any]:
 def load_split(root: Path, split: str) -> dict[str, torch.Tensor]:
     """Every frame of ``split`` as stacked tensors, targets included; boxes padded with class -1."""
     frames = [frame_tensors(Frame(root / "training", frame_id)) for frame_id in frame_ids(root / "training", split)]
+    first = frames[0]["calibration"]
+    for frame in frames:
+        if not all(np.allclose(getattr(frame["calibration"], key), getattr(first, key))
+                   for key in ("P2", "R0_rect", "Tr_velo_to_cam")):
+            raise UserError(f"{root}: frames of split '{split}' differ in calibration; the camera student's "
+                            "view transform assumes one")
     most = max(1, max(len(f["boxes"]) for f in frames))
     boxes = np.full((len(frames), most, 6), -1.0, dtype=np.float32)
     for i, frame in enumerate(frames):
@@ -49,7 +55,7 @@ def load_split(root: Path, split: str) -> dict[str, torch.Tensor]:
             "image": torch.from_numpy(np.stack([f["image"] for f in frames])),
             "boxes": torch.from_numpy(boxes), "heatmap": torch.from_numpy(heatmap),
             "regression": torch.from_numpy(regression), "mask": torch.from_numpy(mask),
-            "calibration": frames[0]["calibration"]}
+            "calibration": first}
 
 
 class CrossModalBEV(Task):
