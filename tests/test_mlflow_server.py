@@ -63,6 +63,23 @@ def test_suite_runs_against_a_real_tracking_server(mlflow_server: str, cli, tiny
     assert code == 0 and "3/3 runs already finished, skipped" in err
 
 
+@pytest.mark.server
+def test_two_parallel_workers_log_every_run_and_artifact_to_the_server(mlflow_server: str, cli, tiny_suite,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KDBENCH_THREADS", "1")
+    code, _, err = cli("run", tiny_suite(methods="[student-only, kd, dkd]", seeds=2), "--executor", "process",
+                       "--max-parallel", "2", "--tracking-uri", mlflow_server)
+    assert code == 0, err
+    client = MlflowClient(tracking_uri=mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert len(runs) == 8 and all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.tags["kdbench.config_hash"] for r in runs}) == 8
+    for run in runs:
+        assert "test_accuracy" in run.data.metrics and "wall_time_s" in run.data.metrics
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.json"]
+        assert client.get_metric_history(run.info.run_id, "train_loss"), "per-epoch curves arrive too"
+
+
 def test_unreachable_server_is_one_line_before_any_training(cli, tiny_suite, isolated: Path):
     started = time.monotonic()
     code, out, err = cli("run", tiny_suite(), "--tracking-uri", f"http://127.0.0.1:{free_port()}")
