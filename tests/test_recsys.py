@@ -10,6 +10,7 @@ import pytest
 import torch
 from kdbench_recsys.cd import CD, sampling_odds
 from kdbench_recsys.columns import secondary_columns
+from kdbench_recsys.de import DE, DistillationExperts
 from kdbench_recsys.distillation import BPR_PAIR, RankingDistillation, positions
 from kdbench_recsys.metrics import ranking_metrics, target_rank, top_overlap
 from kdbench_recsys.models import MatrixFactorisation
@@ -259,6 +260,42 @@ def test_each_method_trains_with_finite_losses_that_reach_the_student(method: ty
         assert torch.isfinite(grads).all() and grads.abs().sum() > 0, name
 
 
+def test_one_expert_is_a_plain_reconstruction_and_the_temperature_anneals():
+    torch.manual_seed(0)
+    experts = DistillationExperts(student_dim=2, teacher_dim=3, count=1)
+    student, teacher = torch.randn(4, 2), torch.randn(4, 3)
+    expected = (experts.experts[0](student) - teacher).pow(2).sum(1).mean()
+    assert experts(student, teacher, temperature=0.5).item() == pytest.approx(expected.item())
+    method = DE(toy_task(), MatrixFactorisation(4, 12, 2), MatrixFactorisation(4, 12, 8), final_temperature=0.01)
+    method.epochs = 3
+    temperatures = []
+    for epoch in (1, 2, 3):
+        method.epoch = epoch
+        temperatures.append(method.temperature())
+    assert temperatures == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_de_trains_its_experts_with_the_student_and_every_term_reaches_both():
+    task = toy_task()
+    torch.manual_seed(0)
+    teacher, student = MatrixFactorisation(4, 12, dim=8), MatrixFactorisation(4, 12, dim=2)
+    distiller = DE(task, student, teacher)
+    logged = {}
+    context = TrainContext(task=task, model=student, role="student", recipe=RECIPE.updated({"epochs": 2}), seed=0,
+                           method=distiller, teacher=TeacherOutputs(task, teacher, cached=False),
+                           on_epoch=lambda epoch, metrics: logged.update(metrics))
+    train(context)
+    assert math.isfinite(logged["train_loss_task"]) and math.isfinite(logged["train_loss_de"])
+    assert sum(p.numel() for p in distiller.parameters()) > 0  # the experts, counted as the method's extras
+    batch = next(task.batches("train", RECIPE, torch.Generator().manual_seed(0)))
+    terms = distiller.loss(batch, call_model(student, task.model_input(batch, "student")),
+                           call_model(teacher, task.model_input(batch, "teacher")))
+    terms["de"].backward()
+    for reached in (student.users.weight, student.items.weight, distiller.users.selector.weight,
+                    distiller.items.experts[0][0].weight):
+        assert torch.isfinite(reached.grad).all() and reached.grad.abs().sum() > 0
+
+
 # ----------------------------------------------------------------------------------------
 # registration, leaderboard and suites
 # ----------------------------------------------------------------------------------------
@@ -279,7 +316,7 @@ def test_plugin_registers_and_suites_validate():
     from kdbench.suite import load_suite
 
     registry = Registry.load()
-    assert {"score-kd", "rd", "cd", "rrd"} <= set(registry.methods.entries)
+    assert {"score-kd", "rd", "cd", "rrd", "de"} <= set(registry.methods.entries)
     assert {"bpr-mf-20", "bpr-mf-10"} <= set(registry.students.entries)
     for name in ("recsys-ml100k.yaml", "smoke.yaml"):
         load_suite(REPO / "suites" / name, registry)

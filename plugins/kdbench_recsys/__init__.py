@@ -4,7 +4,7 @@ Task ``ml-100k`` (every rating a positive unless ``min_rating`` says otherwise, 
 leave-last-out per user by time, full-ranking NDCG@10 primary); teacher ``bpr-mf-200``,
 students ``bpr-mf-20`` and ``bpr-mf-10``. Methods of the ``ranking`` kind: ``score-kd``
 (point-wise score regression), ``rd`` (Tang & Wang 2018), ``cd`` (Lee et al. 2019) and
-``rrd`` (Kang et al. 2020); ``student-only`` comes from kdbench_methods. Recall, MRR and the
+``rrd`` and ``de`` (Kang et al. 2020); ``student-only`` comes from kdbench_methods. Recall, MRR and the
 sampled metrics join the leaderboard as extra columns.
 """
 
@@ -17,6 +17,7 @@ import pandas as pd
 from kdbench import DatasetSpec, Method, ModelSpec, TaskSpec, hookimpl
 from kdbench_recsys.cd import CD
 from kdbench_recsys.columns import secondary_columns
+from kdbench_recsys.de import DE
 from kdbench_recsys.models import STUDENTS, TEACHER
 from kdbench_recsys.movielens import ML100K, build_ml100k
 from kdbench_recsys.rd import RD
@@ -43,7 +44,7 @@ def kdbench_students() -> list[ModelSpec]:
 
 @hookimpl
 def kdbench_methods() -> list[type[Method]]:
-    return [ScoreKD, RD, CD, RRD]
+    return [ScoreKD, RD, CD, RRD, DE]
 
 
 @hookimpl
