@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench.errors import IncompatibleCombination
+from kdbench.errors import IncompatibleCombination, UserError
 from kdbench.hashing import canonical_json
 from kdbench.model_stats import measure
 from kdbench.plan import Combination
@@ -123,6 +123,11 @@ class Runner:
             self.hook.kdbench_run_end(config=combination.config, run_id=run_id, status="N/A", metrics={})
             self._delete(older)
             return Outcome(combination, "N/A", str(reason))
+        except UserError as error:  # the user must act (a corrupt checkpoint): record it, then stop the suite
+            self.tracker.set_tags(run_id, {"kdbench.error": str(error)[:500]})
+            self.tracker.end(run_id, "FAILED")
+            self.hook.kdbench_run_end(config=combination.config, run_id=run_id, status="FAILED", metrics={})
+            raise
         except Exception as error:  # recorded, and the suite goes on
             reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
             self.tracker.log_text(run_id, traceback.format_exc(), "traceback.txt")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import reprlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -79,19 +80,22 @@ class PaperAnchor(_Strict):
     source: str = ""
 
 
-Seeds = list[int]
+MAX_SEEDS = 1000
+Seeds = Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(min_length=1, max_length=MAX_SEEDS)]
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Suite names become experiment and folder names: no separators, markup or dots in front."""
 
 
 def _seeds(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError("seeds must be a positive count or a list of integers")
+        if not 0 < value <= MAX_SEEDS:
+            raise ValueError(f"seeds must be a count in 1..{MAX_SEEDS} or a list of non-negative integers")
         return list(range(value))
     return value
 
 
 class Case(_Strict):
-    name: str = ""
+    name: str = Field(default="", pattern=r"^([A-Za-z0-9][A-Za-z0-9 _.-]{0,63})?$")
     tasks: list[TaskEntry] = Field(min_length=1)
     pairs: list[PairEntry] = Field(min_length=1)
     methods: list[MethodEntry] = Field(min_length=1)
@@ -102,9 +106,9 @@ class Case(_Strict):
 
 
 class Suite(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = Field(pattern=NAME)
     description: str = ""
-    seeds: Seeds = Field(default_factory=lambda: [0], min_length=1)
+    seeds: Seeds = Field(default_factory=lambda: [0])
     checkpoint: Literal["final", "best-val"] = "final"
     metric: str | None = None
     """The metric the leaderboard reports (default: each task's primary metric)."""
@@ -171,16 +175,45 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         raise SuiteError(f"{path}: not a text file") from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: expected a mapping of suite fields, got {type(data).__name__}")
+    if _too_many_values(data):
+        raise SuiteError(f"{path}: more than {MAX_VALUES:,} values once YAML aliases are expanded")
     try:
         suite = Suite.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         field = _field_path(first["loc"])
         got = first.get("input")
-        shown = "" if isinstance(got, dict) or first["type"] == "missing" else f" (got {got!r})"
+        shown = "" if isinstance(got, dict) or first["type"] == "missing" else f" (got {shown_value(got)})"
         raise SuiteError(f"{path}: {field or 'suite'}: {first['msg']}{shown}") from None
     check_names(suite, registry, str(path))
     return suite
+
+
+MAX_VALUES = 100_000
+"""A suite is a page of YAML; a billion-laughs alias chain must not reach hashing or repr."""
+
+
+def _too_many_values(data: Any) -> bool:
+    """Whether ``data`` holds more than ``MAX_VALUES`` values, counting shared (aliased) ones each time."""
+    count, stack = 0, [data]
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def shown_value(value: Any) -> str:
+    """A value for an error message: short, whatever its size."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring, short.maxother = 2, 6, 6, 80, 80
+    return short.repr(value)
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -251,20 +284,20 @@ def _check_recipe(overrides: dict[str, Any], field: str, fail: Any) -> None:
         Recipe.model_validate({"epochs": 1, "batch_size": 1, "lr": 0.1, **overrides})
     except ValidationError as error:
         first = error.errors()[0]
-        fail(f"{field}.{_field_path(first['loc'])}", f"{first['msg']} (got {first.get('input')!r})")
+        fail(f"{field}.{_field_path(first['loc'])}", f"{first['msg']} (got {shown_value(first.get('input'))})")
 
 
 def _param_problem(default: Any, value: Any) -> str | None:
     """A type mismatch between a hyper-parameter's default and the suite's value."""
     if isinstance(default, bool):
-        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+        return None if isinstance(value, bool) else f"expected true or false, got {shown_value(value)}"
     if isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"expected a number, got {value!r}"
+            return f"expected a number, got {shown_value(value)}"
         if isinstance(default, int) and not isinstance(value, int):
-            return f"expected an integer, got {value!r}"
+            return f"expected an integer, got {shown_value(value)}"
         if not math.isfinite(value):
-            return f"expected a finite number, got {value!r}"
+            return f"expected a finite number, got {shown_value(value)}"
     if isinstance(default, str) and not isinstance(value, str):
-        return f"expected a string, got {value!r}"
+        return f"expected a string, got {shown_value(value)}"
     return None

@@ -41,7 +41,7 @@ CASES = {
     "grid with no values": (mutate("student-only, kd]", "student-only, {name: kd, grid: {T: []}}]"),
                             ["methods[1].grid.T", "non-empty list"]),
     "seeds of wrong type": (mutate("seeds: 1", "seeds: three"), ["seeds", "(got 'three')"]),
-    "zero seeds": (mutate("seeds: 1", "seeds: 0"), ["seeds", "positive"]),
+    "zero seeds": (mutate("seeds: 1", "seeds: 0"), ["seeds", "a count in 1..1000"]),
     "negative epochs": (mutate("teacher: {epochs: 1}", "teacher: {epochs: -3}"),
                         ["recipe.teacher.epochs", "greater than 0", "(got -3)"]),
     "absurd epochs": (mutate("teacher: {epochs: 1}", "teacher: {epochs: 1000000000}"), ["recipe.teacher.epochs"]),
