@@ -1,0 +1,53 @@
+"""Ray scale-out: eight independent small runs, 2 workers × 1 thread against 1 worker × 1 thread.
+
+Each side is a fresh ``kdbench run --executor ray`` process with its own tracking store and
+teacher cache, so Ray's start-up is inside both timings (target ≥ 1.7× speed-up). The runs
+are student-only trainings of Hinton's 800-unit MLP, one MNIST epoch each, eight seeds.
+Needs two idle cores. Run: ``KDBENCH_DATA=… python -m tests.benchmarks.bench_ray_speedup``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SUITE = """
+name: ray-speedup
+seeds: 8
+tasks: [mnist]
+pairs:
+  - {teacher: hinton-mlp-1200, student: hinton-mlp-800}
+methods: [student-only]
+recipe:
+  student: {epochs: 1}
+"""
+
+
+def wall_time(workers: int, folder: Path) -> float:
+    suite = folder / "ray-speedup.yaml"
+    suite.write_text(SUITE)
+    environment = {**os.environ, "KDBENCH_THREADS": "1", "KDBENCH_CACHE": str(folder / "cache"),
+                   "RAY_AUTH_MODE": "disabled"}
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "kdbench.cli", "run", str(suite), "--executor", "ray",
+                    "--max-parallel", str(workers), "--tracking-uri", f"sqlite:///{folder / 'runs.db'}"],
+                   env=environment, check=True, capture_output=True, cwd=folder)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as one, tempfile.TemporaryDirectory() as two:
+        serial = wall_time(1, Path(one))
+        parallel = wall_time(2, Path(two))
+    print(f"8 student-only MNIST runs on Ray, 1 thread per worker (cores: {os.cpu_count()})")
+    print(f"1 worker   {serial:7.1f} s")
+    print(f"2 workers  {parallel:7.1f} s")
+    print(f"speed-up   {serial / parallel:.2f}x  (target >= 1.7x)")
+
+
+if __name__ == "__main__":
+    main()
