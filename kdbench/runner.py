@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from kdbench.teacher_cache import TeacherCache
 from kdbench.teacher_outputs import TeacherOutputs
 from kdbench.tracking import RunRecord, Tracker
 from kdbench.training import TrainContext, train
+
+PICTURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.png")
+"""Pictures become artifact and published file names: no folders, no markup."""
 
 
 @dataclass
@@ -202,6 +206,12 @@ class Runner:
         reference = teachers[0] if len(teachers) == 1 else None
         evaluated = task.evaluate(trained, "test", role, reference=reference)
         metrics = {f"test_{k}": v for k, v in evaluated.items()}
+        pictures = task.pictures(trained, role)
+        for name in pictures:
+            if not PICTURE_NAME.fullmatch(name):
+                raise ValueError(f"task {combination.task_spec.name}: picture name {name!r} is not a plain .png name")
+        if pictures:
+            self.tracker.log_pictures(run_id, pictures)
         metrics.update(measure(trained, task.latency_input(role)))
         if context.method is not None:
             metrics["extra_params"] = float(sum(p.numel() for p in context.method.parameters()))

@@ -70,6 +70,16 @@ class Task(ABC):
         fidelity (top-1 agreement for classification).
         """
 
+    def pictures(self, model: nn.Module, role: str) -> dict[str, bytes]:
+        """PNG images worth keeping with a run, by file name (``frame-000.png``): predictions drawn
+        over inputs, grids of generated samples — what a reader would rather look at than read.
+
+        Called once after the test evaluation (which may prepare them, so nothing is computed
+        twice). The runner logs them as the run's ``pictures/`` artifacts, and the published
+        leaderboard shows each row's first run's pictures. Default: none.
+        """
+        return {}
+
     def has_split(self, split: str) -> bool:
         """Whether ``split`` exists and is non-empty (a task may have no validation split)."""
         return True

@@ -124,6 +124,27 @@ class Tracker:
     def log_text(self, run_id: str, text: str, name: str) -> None:
         self.client.log_text(run_id, text, name)
 
+    def log_pictures(self, run_id: str, pictures: dict[str, bytes]) -> None:
+        """Store PNG images as the run's ``pictures/`` artifacts."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            for name, data in pictures.items():
+                path = Path(folder) / name
+                path.write_bytes(data)
+                self.client.log_artifact(run_id, str(path), "pictures")
+
+    def pictures(self, run_id: str) -> dict[str, bytes]:
+        """The run's ``pictures/`` artifacts, by file name."""
+        import tempfile
+
+        names = [a.path for a in self.client.list_artifacts(run_id, "pictures") if a.path.endswith(".png")]
+        if not names:
+            return {}
+        with tempfile.TemporaryDirectory() as folder:
+            local = Path(self.client.download_artifacts(run_id, "pictures", folder))
+            return {Path(name).name: (local / Path(name).name).read_bytes() for name in names}
+
     def end(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
 

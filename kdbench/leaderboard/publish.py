@@ -23,6 +23,7 @@ import pandas as pd
 from kdbench.leaderboard import html, markdown
 from kdbench.leaderboard.board import INTERNAL, Board
 from kdbench.leaderboard.columns import checkpoint_rule, columns, footnotes
+from kdbench.leaderboard.pictures import Fetch, publish_pictures
 from kdbench.leaderboard.plots import History, plot_group
 from kdbench.provenance import git_commit, kdbench_version
 
@@ -52,12 +53,17 @@ def command_line(argv: Sequence[str]) -> str:
 
 
 def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
-                  description: str = "") -> list[Path]:
-    """Write the suite's files into ``folder``; returns the paths written."""
+                  description: str = "", pictures: Fetch | None = None) -> list[Path]:
+    """Write the suite's files into ``folder``; returns the paths written.
+
+    ``pictures`` fetches a run's pictures (``Tracker.pictures``); each row's first run's are shown.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for old in _previous_plots(folder):
         old.unlink(missing_ok=True)
     plots = [plot for rows in board.groups() for plot in plot_group(rows, history, folder)]
+    if pictures is not None:
+        plots += publish_pictures(board, folder, pictures)
     exported = rows_frame(board)
     exported.to_csv(folder / "leaderboard.csv", index=False, encoding="utf-8")
     record = {
