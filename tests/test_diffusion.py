@@ -223,3 +223,15 @@ def test_mnist_is_padded_to_32_pixels_in_minus_one_to_one(require_data):
     border = torch.cat([images[..., :2, :].flatten(), images[..., -2:, :].flatten(),
                         images[..., :, :2].flatten(), images[..., :, -2:].flatten()])
     assert bool((border == -1.0).all())
+
+
+def test_sample_grid_is_an_8_by_8_png_and_toy_points_are_not_drawn() -> None:
+    import io
+
+    from kdbench_diffusion.grids import grid_png
+    from PIL import Image
+
+    png = grid_png(torch.rand(70, 1, 32, 32) * 2 - 1)
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (8 * 32 + 9 * 2, 8 * 32 + 9 * 2)  # torchvision pads 2 pixels around every tile
+    assert grid_png(torch.randn(100, 2)) is None

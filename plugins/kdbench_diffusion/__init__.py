@@ -5,7 +5,7 @@ MNIST classifier's features) and ``toy-8gaussians`` (2-D, exact likelihood). Tea
 students ``unet-mnist`` (diffusers UNet2DModel) and ``mlp-points``. Methods ``ddim-n`` (the
 undistilled teacher at N DDIM steps: the baseline), ``progressive`` (Salimans & Ho 2022) and
 ``consistency`` (Song et al. 2023). The plugin also adds the per-N Fréchet distance columns to
-leaderboards, and keeps sample grids per run (see ``grids``).
+leaderboards, and draws sample grids as each run's pictures (see ``grids``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 import pandas as pd
 
 from kdbench import Method, ModelSpec, TaskSpec, hookimpl
-from kdbench_diffusion import grids
 from kdbench_diffusion.columns import fd_columns
 from kdbench_diffusion.consistency import Consistency
 from kdbench_diffusion.ddim_n import DDIMN
@@ -53,16 +52,6 @@ def kdbench_students() -> list[ModelSpec]:
 @hookimpl
 def kdbench_methods() -> list[type[Method]]:
     return [DDIMN, Progressive, Consistency]
-
-
-@hookimpl
-def kdbench_run_start(run_id: str) -> None:
-    grids.begin(run_id)
-
-
-@hookimpl
-def kdbench_run_end(run_id: str) -> None:
-    grids.finish(run_id)
 
 
 @hookimpl

@@ -13,8 +13,6 @@ import warnings
 
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -46,6 +44,9 @@ class SampleQuality:
     def __init__(self, reference: torch.Tensor, features: nn.Module, chunk: int = 1000) -> None:
         self.features = freeze(features)
         self.chunk = chunk
+        from torchmetrics.image.fid import FrechetInceptionDistance  # slow to import: on use only
+        from torchmetrics.image.kid import KernelInceptionDistance
+
         self.fid = FrechetInceptionDistance(feature=self.features, reset_real_features=False)
         with warnings.catch_warnings():  # keeping every feature is the point: KID draws subsets from them
             warnings.filterwarnings("ignore", "Metric `Kernel Inception Distance` will save all extracted features")

@@ -15,9 +15,12 @@ stands for clean data (ᾱ = 1), where DDIM's last step lands.
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, LCMScheduler
+
+if TYPE_CHECKING:  # diffusers takes seconds to import: only runs that use this plugin pay for it
+    from diffusers import DDIMScheduler, DDPMScheduler, LCMScheduler
 
 TIMESTEPS = 1024
 CONFIG = {"num_train_timesteps": TIMESTEPS, "beta_schedule": "squaredcos_cap_v2",
@@ -26,11 +29,15 @@ CONFIG = {"num_train_timesteps": TIMESTEPS, "beta_schedule": "squaredcos_cap_v2"
 
 def training_scheduler() -> DDPMScheduler:
     """The scheduler a teacher is trained with (``add_noise``, ``get_velocity``)."""
+    from diffusers import DDPMScheduler
+
     return DDPMScheduler(**CONFIG)
 
 
 def ddim_scheduler(steps: int) -> DDIMScheduler:
     """Deterministic DDIM (η = 0) with ``steps`` steps from t = 1023 down to clean data."""
+    from diffusers import DDIMScheduler
+
     scheduler = DDIMScheduler(**CONFIG, timestep_spacing="trailing", set_alpha_to_one=True)
     scheduler.set_timesteps(steps)
     return scheduler
@@ -38,6 +45,8 @@ def ddim_scheduler(steps: int) -> DDIMScheduler:
 
 def lcm_scheduler(steps: int, grid: int) -> LCMScheduler:
     """Multistep consistency sampling on the ``grid``-interval schedule a consistency model was distilled on."""
+    from diffusers import LCMScheduler
+
     scheduler = LCMScheduler(**CONFIG, original_inference_steps=grid, set_alpha_to_one=True)
     scheduler.set_timesteps(steps)
     return scheduler
@@ -80,6 +89,8 @@ def boundary_scalings(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @cache
 def _lcm() -> LCMScheduler:
+    from diffusers import LCMScheduler
+
     return LCMScheduler(**CONFIG)
 
 

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdbench import Batch, Recipe, Task, UserError
-from kdbench_diffusion import grids
 from kdbench_diffusion.frechet import SampleQuality
+from kdbench_diffusion.grids import grid_png
 from kdbench_diffusion.sampling import as_sampler
 from kdbench_diffusion.schedule import TIMESTEPS, training_scheduler
 
@@ -48,6 +48,8 @@ class DenoisingTask(Task):
         ``describe`` adds task-specific statistics of a sample set; ``fingerprint``: metrics that
         identify the yardstick (the feature network's hash), logged with every evaluation."""
         super().__init__()
+        self.drawn: dict[str, bytes] = {}
+        """Sample grids of the evaluations since the last ``pictures`` call (a run's, stages included)."""
         if samples < 2:
             raise UserError(f"denoising task: samples must be at least 2, got {samples}")
         for name, count in [("steps", n) for n in steps] + [("primary_steps", primary_steps),
@@ -112,6 +114,10 @@ class DenoisingTask(Task):
         return torch.cat([sampler.sample(torch.randn((n, *shape), generator=generator), steps, generator)
                           for n in sizes])
 
+    def pictures(self, model: nn.Module, role: str) -> dict[str, bytes]:
+        drawn, self.drawn = self.drawn, {}
+        return drawn
+
     def evaluate(self, model: nn.Module, split: str, role: str,
                  reference: nn.Module | None = None) -> dict[str, float]:
         if split != "test":
@@ -126,7 +132,9 @@ class DenoisingTask(Task):
             elapsed = time.perf_counter() - started
             values = {**self.quality(samples), **self.describe(samples), "sample_ms": 1000 * elapsed / len(samples)}
             metrics.update({f"{key}_n{steps}": value for key, value in values.items()})
-            grids.record(samples, f"samples_n{steps}.png")
+            grid = grid_png(samples)
+            if grid is not None:
+                self.drawn[f"samples-n{steps}.png"] = grid
         primary = self.info["primary_steps"] if self.info["primary_steps"] in sampler.steps else max(sampler.steps)
         metrics.update({"fd": metrics[f"fd_n{primary}"], "kid": metrics[f"kid_n{primary}"], "steps": primary})
         sampler.train(was_training)

@@ -9,7 +9,6 @@ per image and network evaluation). The mid block's activations are the named fea
 from __future__ import annotations
 
 import torch
-from diffusers import UNet2DModel
 from torch import nn
 
 from kdbench import ModelOutput, ModelSpec, Task
@@ -20,6 +19,8 @@ CHANNELS = (16, 32, 64, 96)
 class UNetDenoiser(nn.Module):
     def __init__(self, channels: int = 1, size: int = 32) -> None:
         super().__init__()
+        from diffusers import UNet2DModel  # imported on use: diffusers is slow to import
+
         self.unet = UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels,
                                 block_out_channels=CHANNELS, layers_per_block=1, norm_num_groups=8,
                                 down_block_types=("DownBlock2D",) * len(CHANNELS),
