@@ -345,6 +345,8 @@ def test_a_tiny_suite_runs_teacher_and_distilled_students(cli, isolated: Path):
         assert 0 <= run.data.metrics["test_map"] <= 1 and "val_map" in run.data.metrics
     assert by_method["heatmap-kd"].data.tags["kdbench.teacher_outputs_cached"] == "true"
     assert "train_loss_relation" in by_method["bev-relation"].data.metrics
+    pictures = [a.path for a in client.list_artifacts(by_method["bev-feature"].info.run_id, "pictures")]
+    assert pictures == [f"pictures/frame-00{i}.png" for i in range(4)]
 
 
 def test_the_crossmodal_suite_validates():

@@ -21,6 +21,7 @@ from kdbench_crossmodal.bev_grid import decode, detection_loss, pillar_grid, tar
 from kdbench_crossmodal.bev_map import bev_map
 from kdbench_crossmodal.calibration import Calibration
 from kdbench_crossmodal.kitti_format import CLASSES, Frame, frame_ids, velo_boxes
+from kdbench_crossmodal.pictures import frame_pictures
 from kdbench_crossmodal.scene_generator import dataset_digest, manifest, synthetic_dataset
 
 SPLITS = ("train", "val", "test")
@@ -116,6 +117,10 @@ class CrossModalBEV(Task):
     def evaluate(self, model: nn.Module, split: str, role: str,
                  reference: nn.Module | None = None) -> dict[str, float]:
         return bev_map(*self.detect(model, split, role))
+
+    def pictures(self, model: nn.Module, role: str) -> dict[str, bytes]:
+        """The first four test frames: camera image, LiDAR from above, and the model's heatmaps."""
+        return frame_pictures(self, model, role)
 
 
 def build_kitti_synth_bev(train: int = 2000, val: int = 500, test: int = 500, seed: int = 0) -> CrossModalBEV:
