@@ -4,9 +4,12 @@ Caesar et al., "nuScenes: A multimodal dataset for autonomous driving" (CVPR 202
 class and distance threshold {0.5, 1, 2, 4} m, detections of all frames are taken by falling
 score and each is a true positive when an unmatched ground-truth centre of its class in its
 frame lies within the threshold (the nearest such is taken). Precision is sampled at 101
-recall points (the envelope: the best precision at that recall or beyond), the points below
-10% recall are dropped, 10% is subtracted from precision (floored at 0) and the mean is
-rescaled to [0, 1] — nuScenes' ``calc_ap``. A class's AP is its mean over the thresholds; mAP
+recall points, the points below 10% recall are dropped, 10% is subtracted from precision
+(floored at 0) and the mean is rescaled to [0, 1] — nuScenes' ``calc_ap``. One difference:
+the precision sampled at a recall is the envelope (the best precision at that recall or
+beyond, as COCO and VOC take it), where nuScenes interpolates the raw curve linearly, whose
+value at a repeated recall is undefined; the envelope makes AP well defined and hand-checkable.
+A class's AP is its mean over the thresholds; mAP
 the mean over classes that have ground truth. Translation error: the mean centre distance of
 true positives at the 2 m threshold, averaged over classes (1.0 for a class without any, as
 nuScenes caps it).
