@@ -189,7 +189,8 @@ class Runner:
             context.method = method(task, model, arguments, **combination.params)
             cached = method.needs == "logits" and task.deterministic(combination.recipe)
             # keep only this run's teachers' tables: runs come seed by seed, so memory stays flat
-            self._tables = {k: v for k, v in self._tables.items() if k in {t.key for t in combination.teachers}}
+            current = {t.key for t in combination.teachers}
+            self._tables = {k: v for k, v in self._tables.items() if k in current}
             pairs = zip(combination.teachers, teachers, strict=True)
             outputs = [self._teacher_outputs(run, teacher, cached) for run, teacher in pairs]
             context.teacher = outputs if several else (outputs[0] if outputs else None)

@@ -86,7 +86,7 @@ class ParallelRunner:
                         self.runner.record_failure(combination, reason)
                         result = JobResult(key, "FAILED", reason)
                     unfinished.discard(key)
-                    if combination.role == "teacher" and result.status != "FINISHED" and result.status != "SKIPPED":
+                    if combination.role == "teacher" and result.status not in ("FINISHED", "SKIPPED"):
                         failed_teachers[key] = result.error or result.status
                     self._finish(combination, result)
         except KeyboardInterrupt:
