@@ -231,7 +231,8 @@ def _publish(args: argparse.Namespace) -> int:
     stamp = Stamp.now(args.argv)
     for suite, board, tracker in boards:
         folder = args.out / suite.name
-        written = publish_suite(board, folder, stamp, tracker.history, suite.description, tracker.pictures)
+        written = publish_suite(board, folder, stamp, tracker.history, suite.description, tracker.pictures,
+                                registry.manager.hook)
         print(f"{suite.name}: {len(written)} files in {folder}")
     listed, skipped = write_index(args.out, stamp)
     for path in skipped:

@@ -14,6 +14,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
     from kdbench.datasets import DatasetSpec
     from kdbench.method import Method
@@ -134,4 +135,19 @@ def kdbench_leaderboard_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[
     ``pandas.Series`` indexed like ``rows``. Return None to add nothing. Columns appear
     in every output (terminal, markdown, HTML, CSV, JSON) in plugin load order; a name
     that is already a column is an error.
+    """
+
+
+@hookspec
+def kdbench_leaderboard_plots(runs: pd.DataFrame, rows: pd.DataFrame) -> list[tuple[str, str, Figure]] | None:
+    """Return extra plots for one (task, teacher, student) group of a published leaderboard.
+
+    The core's plots show one metric per row; a plugin whose rows carry a curve (the
+    Fréchet distance at every sampling-step count, say) draws it here. ``runs`` and
+    ``rows`` are as in ``kdbench_leaderboard_columns``, except that ``rows`` holds only
+    this group's lines, with the plugins' columns added. Return a list of ``(name,
+    caption, figure)``: ``name`` becomes part of the PNG's file name (letters, digits,
+    ``-`` and ``_``), ``caption`` is shown under it, and ``figure`` is a
+    ``matplotlib.figure.Figure`` the core saves (draw on the object API, not ``pyplot``).
+    Return None to add nothing.
     """

@@ -213,6 +213,25 @@ def test_fd_columns_give_mean_and_std_per_step_count():
     assert fd_columns(runs.drop(columns=["test_fd_n1", "test_fd_n64"]), rows) is None
 
 
+def test_fd_against_steps_plots_each_row_mean_over_seeds_and_the_teacher_level():
+    from kdbench_diffusion.steps_plot import fd_against_steps
+
+    runs = pd.DataFrame({"run_id": ["t0", "t1", "p0", "p1"],
+                         "test_fd_n1": [None, None, 40.0, 60.0], "test_fd_n4": [None, None, 10.0, 20.0],
+                         "test_fd_n64": [5.0, 7.0, None, None]})
+    rows = pd.DataFrame({"method": ["teacher", "progressive"], "role": ["teacher", "method"],
+                         "status": ["ok", "ok"], "run_ids": [["t0", "t1"], ["p0", "p1"]]})
+    [(name, caption, figure)] = fd_against_steps(runs, rows)
+    axis = figure.axes[0]
+    lines = {bars.get_label(): bars.lines[0] for bars in axis.containers}  # errorbar: (data line, caps, bars)
+    assert name == "fd-vs-steps" and "teacher" in caption
+    assert list(lines["progressive"].get_xdata()) == [1, 4]
+    assert list(lines["progressive"].get_ydata()) == pytest.approx([50.0, 15.0])
+    assert list(lines["teacher (64 steps)"].get_ydata()) == pytest.approx([6.0])
+    assert axis.get_xscale() == axis.get_yscale() == "log"
+    assert fd_against_steps(runs[["run_id"]], rows) is None
+
+
 def test_mnist_is_padded_to_32_pixels_in_minus_one_to_one(require_data):
     from kdbench_diffusion.mnist import load_split
 

@@ -89,6 +89,44 @@ def test_publish_writes_every_file_and_they_agree(cli, suite: Path, store: str, 
     assert "1.10†" in md and "beats its teacher" in md
 
 
+PLOT_PLUGIN = """
+from matplotlib.figure import Figure
+from kdbench import hookimpl
+
+@hookimpl
+def kdbench_leaderboard_plots(runs, rows):
+    figure = Figure(figsize=(3, 2))
+    figure.subplots().plot(range(len(rows)), [len(ids) for ids in rows["run_ids"]])
+    return [({name!r}, "runs per row of " + rows["task"].iloc[0], figure)]
+"""
+
+
+def test_plugin_plots_are_saved_captioned_and_listed(cli, suite: Path, store: str, tmp_path: Path):
+    plugin = tmp_path / "plots_plugin.py"
+    plugin.write_text(PLOT_PLUGIN.format(name="runs-per-row"))
+    out = tmp_path / "results"
+    code, _, stderr = cli("publish", suite, "--out", out, "--tracking-uri", store, "--plugin", plugin)
+    assert code == 0, stderr
+    folder = out / "synthetic"
+    record = json.loads((folder / "leaderboard.json").read_text())
+    ours = [plot for plot in record["plots"] if plot["file"].endswith("-runs-per-row.png")]
+    assert sorted(plot["caption"].rsplit(" ", 1)[-1] for plot in ours) == ["toy", "toy-close", "toy-err"]
+    assert all((folder / plot["file"]).stat().st_size > 1000 for plot in ours)
+    assert all(plot["file"] in (folder / "leaderboard.md").read_text() for plot in ours)
+
+
+@pytest.mark.parametrize("name", ["../escape", "<b>", "bars", ""])
+def test_a_plugin_plot_with_a_bad_or_taken_name_is_a_one_line_error(
+        cli, suite: Path, store: str, tmp_path: Path, name: str):
+    plugin = tmp_path / "plots_plugin.py"
+    plugin.write_text(PLOT_PLUGIN.format(name=name))
+    code, _, stderr = cli("publish", suite, "--out", tmp_path / "results", "--tracking-uri", store,
+                          "--plugin", plugin)
+    assert code == 2
+    assert stderr.startswith("kdbench: error: leaderboard plot") and len(stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("escape*")) and not list((tmp_path / "results").glob("*/*escape*"))
+
+
 def test_index_keeps_suites_published_before(cli, suite: Path, store: str, tmp_path: Path):
     from mlflow.tracking import MlflowClient
 

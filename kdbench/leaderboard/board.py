@@ -46,6 +46,8 @@ class Board:
     """The kdbench commits that produced the runs."""
     extra_columns: list[str] = field(default_factory=list)
     """Columns added by plugins through ``kdbench_leaderboard_columns``."""
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The runs averaged into the rows, one per seed (what plugins' column and plot hooks see)."""
 
     def groups(self) -> list[pd.DataFrame]:
         """The rows of each (task, teacher, student) group, in table order."""
@@ -64,10 +66,11 @@ def build(suite: str, frame: pd.DataFrame, metric: str | None = None,
     stats = aggregate.summary(frame, metric)
     groups = [_group(stats, key, anchors) for key in _group_keys(stats)]
     rows = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame(columns=stats.columns)
-    extra = _plugin_columns(hook, aggregate.current(frame) if not frame.empty else frame, rows)
+    runs = aggregate.current(frame) if not frame.empty else frame
+    extra = _plugin_columns(hook, runs, rows)
     return Board(
         suite=suite, rows=rows, failures=aggregate.failures(frame), cross_task=cross_task(rows),
-        checkpoints=aggregate.checkpoints(frame), extra_columns=extra,
+        checkpoints=aggregate.checkpoints(frame), extra_columns=extra, runs=runs,
         commits=sorted(set(frame["commit"]) - {""}) if not frame.empty else [],
     )
 

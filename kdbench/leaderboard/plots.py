@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pluggy
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+from kdbench.errors import PluginError
 from kdbench.leaderboard.columns import si
 
 History = Callable[[str, str], list[tuple[int, float]]]
@@ -23,6 +25,8 @@ History = Callable[[str, str], list[tuple[int, float]]]
 
 DPI = 110
 MARKERS = {"teacher": "*", "baseline": "s", "method": "o"}
+PLOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+"""A plugin plot's name: it becomes part of a file name, so no folders and no markup."""
 
 
 def slug(*names: str) -> str:
@@ -42,8 +46,10 @@ def _colours(rows: pd.DataFrame) -> dict[str, str]:
     return {method: palette[i % len(palette)] for i, method in enumerate(rows["method"])}
 
 
-def plot_group(rows: pd.DataFrame, history: History, folder: Path) -> list[tuple[str, str]]:
-    """Write the group's plots into ``folder``; return (caption, file name) pairs."""
+def plot_group(rows: pd.DataFrame, history: History, folder: Path, runs: pd.DataFrame | None = None,
+               hook: pluggy.HookRelay | None = None) -> list[tuple[str, str]]:
+    """Write the group's plots into ``folder``, the core's then the plugins'
+    (``kdbench_leaderboard_plots``, given ``runs`` and ``hook``); return (caption, file name) pairs."""
     first = rows.iloc[0]
     stem = slug(first["task"], first["teacher"], first["student"])
     heading = f"{first['task']} · {first['teacher']} → {first['student']}"
@@ -51,17 +57,36 @@ def plot_group(rows: pd.DataFrame, history: History, folder: Path) -> list[tuple
     if ok.empty:
         return []
     colours = _colours(rows)
-    figures = {"tradeoff": _tradeoff(ok, colours), "bars": _bars(ok, colours),
-               "curves": _curves(ok, colours, history)}
+    figures = [(kind, _CAPTIONS[kind], figure) for kind, figure in (
+        ("tradeoff", _tradeoff(ok, colours)), ("bars", _bars(ok, colours)),
+        ("curves", _curves(ok, colours, history))) if figure is not None]
+    if hook is not None and runs is not None:
+        figures += _plugin_figures(hook, runs, rows, {kind for kind, _, _ in figures} | set(_CAPTIONS))
     drawn = []
-    for kind, figure in figures.items():
-        if figure is None:
-            continue
+    for kind, caption, figure in figures:
         figure.suptitle(_label(heading), fontsize=10)
         name = f"{stem}-{kind}.png"
         figure.savefig(folder / name, dpi=DPI, bbox_inches="tight")
-        drawn.append((f"{heading}: {_CAPTIONS[kind]}", name))
+        drawn.append((f"{heading}: {caption}", name))
     return drawn
+
+
+def _plugin_figures(hook: pluggy.HookRelay, runs: pd.DataFrame, rows: pd.DataFrame,
+                    taken: set[str]) -> list[tuple[str, str, Figure]]:
+    """The plugins' plots for this group, in load order, their names checked."""
+    figures = []
+    for result in reversed(hook.kdbench_leaderboard_plots(runs=runs, rows=rows.copy())):
+        for name, caption, figure in result or []:
+            where = f"leaderboard plot {str(name)[:40]!r} from a plugin"
+            if not isinstance(name, str) or not PLOT_NAME.match(name):
+                raise PluginError(f"{where}: a name is letters, digits, '-' and '_' (at most 64)")
+            if name in taken:
+                raise PluginError(f"{where}: the group already has a plot of that name")
+            if not isinstance(figure, Figure):
+                raise PluginError(f"{where}: expected a matplotlib Figure, got {type(figure).__name__}")
+            taken.add(name)
+            figures.append((name, str(caption), figure))
+    return figures
 
 
 _CAPTIONS = {

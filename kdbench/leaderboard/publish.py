@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
+import pluggy
 
 from kdbench.leaderboard import html, markdown
 from kdbench.leaderboard.board import INTERNAL, Board
@@ -53,15 +54,17 @@ def command_line(argv: Sequence[str]) -> str:
 
 
 def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
-                  description: str = "", pictures: Fetch | None = None) -> list[Path]:
+                  description: str = "", pictures: Fetch | None = None,
+                  hook: pluggy.HookRelay | None = None) -> list[Path]:
     """Write the suite's files into ``folder``; returns the paths written.
 
     ``pictures`` fetches a run's pictures (``Tracker.pictures``); each row's first run's are shown.
+    ``hook``: the plugin manager's hook relay, for the plugins' plots.
     """
     folder.mkdir(parents=True, exist_ok=True)
     for old in _previous_plots(folder):
         old.unlink(missing_ok=True)
-    plots = [plot for rows in board.groups() for plot in plot_group(rows, history, folder)]
+    plots = [plot for rows in board.groups() for plot in plot_group(rows, history, folder, board.runs, hook)]
     if pictures is not None:
         plots += publish_pictures(board, folder, pictures)
     exported = rows_frame(board)

@@ -5,7 +5,7 @@ MNIST classifier's features) and ``toy-8gaussians`` (2-D, exact likelihood). Tea
 students ``unet-mnist`` (diffusers UNet2DModel) and ``mlp-points``. Methods ``ddim-n`` (the
 undistilled teacher at N DDIM steps: the baseline), ``progressive`` (Salimans & Ho 2022) and
 ``consistency`` (Song et al. 2023). The plugin also adds the per-N Fréchet distance columns to
-leaderboards, and draws sample grids as each run's pictures (see ``grids``).
+leaderboards and their Fréchet-distance-against-N plot, and draws sample grids as each run's pictures (see ``grids``).
 """
 
 from __future__ import annotations
@@ -57,3 +57,10 @@ def kdbench_methods() -> list[type[Method]]:
 @hookimpl
 def kdbench_leaderboard_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any] | None:
     return fd_columns(runs, rows)
+
+
+@hookimpl
+def kdbench_leaderboard_plots(runs: pd.DataFrame, rows: pd.DataFrame) -> list[tuple[str, str, Any]] | None:
+    from kdbench_diffusion.steps_plot import fd_against_steps  # matplotlib only when publishing
+
+    return fd_against_steps(runs, rows)

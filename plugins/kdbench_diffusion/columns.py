@@ -15,8 +15,21 @@ import pandas as pd
 PER_STEPS = re.compile(r"^test_fd_n(\d+)$")
 
 
+def step_counts(runs: pd.DataFrame) -> list[int]:
+    """Every sampling-step count some run was evaluated at."""
+    return sorted(int(m.group(1)) for m in map(PER_STEPS.match, runs.columns) if m)
+
+
+def fd_by_steps(runs: pd.DataFrame, run_ids: list[str]) -> dict[int, pd.Series]:
+    """One leaderboard row's per-seed Fréchet distances at each step count it was evaluated at."""
+    by_id = runs.set_index("run_id")
+    ours = by_id.loc[[r for r in run_ids if r in by_id.index]]
+    found = {n: ours[f"test_fd_n{n}"].dropna() for n in step_counts(runs)}
+    return {n: values for n, values in found.items() if not values.empty}
+
+
 def fd_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any] | None:
-    counts = sorted(int(m.group(1)) for m in map(PER_STEPS.match, runs.columns) if m)
+    counts = step_counts(runs)
     if not counts:
         return None
     by_id = runs.set_index("run_id")
@@ -25,9 +38,9 @@ def fd_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any] | None:
         ours = by_id.loc[[r for r in run_ids if r in by_id.index]]
         steps = ours["test_steps"].dropna().unique() if "test_steps" in ours else []
         columns["N"].append(str(int(steps[0])) if len(steps) == 1 else "")
+        found = fd_by_steps(runs, run_ids)
         for n in counts:
-            values = ours[f"test_fd_n{n}"].dropna() if len(ours) else pd.Series(dtype=float)
-            columns[f"fd n{n}"].append(_spread(values))
+            columns[f"fd n{n}"].append(_spread(found.get(n, pd.Series(dtype=float))))
     return columns
 
 
