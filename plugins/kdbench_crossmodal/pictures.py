@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
+import torch
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from kdbench import Task, call_model  # noqa: E402
-from kdbench_crossmodal.bev_grid import X_RANGE, Y_RANGE, decode  # noqa: E402
+from kdbench import Task, call_model
+from kdbench_crossmodal.bev_grid import X_RANGE, Y_RANGE, decode
 
 EXTENT = (Y_RANGE[1], Y_RANGE[0], X_RANGE[0], X_RANGE[1])
 
@@ -37,7 +33,10 @@ def frame_picture(image: np.ndarray, pillars: np.ndarray, heatmap: np.ndarray, t
                   detections: np.ndarray) -> bytes:
     """PNG bytes of one frame: ``image`` [3, H, W] uint8, ``pillars`` [C, 80, 80], ``heatmap`` [3, 40, 40]
     probabilities, ``truths`` [M, 6] boxes and ``detections`` [K, 7] (class, x, y, score, ...)."""
-    figure, axes = plt.subplots(1, 3, figsize=(13, 4), gridspec_kw={"width_ratios": [2.2, 1, 1]})
+    from matplotlib.figure import Figure  # the object API on Agg: no global backend, no pyplot state
+
+    figure = Figure(figsize=(13, 4))
+    axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": [2.2, 1, 1]})
     axes[0].imshow(image.transpose(1, 2, 0))
     axes[0].set_title("camera (image 2)")
     ground, above = np.log1p(pillars[0].astype(float)), np.log1p(pillars[1:-1].astype(float).sum(axis=0))
@@ -59,7 +58,6 @@ def frame_picture(image: np.ndarray, pillars: np.ndarray, heatmap: np.ndarray, t
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
     return buffer.getvalue()
 
 

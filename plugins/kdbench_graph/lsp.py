@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch_geometric.utils import softmax
 
 from kdbench import Batch, IncompatibleCombination, ModelOutput, ModelSpec, Task
 from kdbench_graph.models import GraphModelSpec
@@ -17,6 +16,8 @@ def local_structure(embeddings: torch.Tensor, edge_index: torch.Tensor,
                     scale: float) -> torch.Tensor:
     """Each node's distribution over its neighbours: a softmax, over the edges j → i into node
     i, of the similarity exp(−‖z_i − z_j‖₁ / scale). One value per edge."""
+    from torch_geometric.utils import softmax  # torch-geometric loads in seconds: only when used
+
     source, target = edge_index
     similarity = torch.exp(-(embeddings[target] - embeddings[source]).abs().sum(1) / scale)
     return softmax(similarity, target, num_nodes=len(embeddings))

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch_geometric.nn import GCNConv, SAGEConv
-from torch_geometric.utils import to_torch_csr_tensor
 
 from kdbench import ModelOutput, ModelSpec, Task
 
@@ -74,18 +72,16 @@ def _builder(layer: Layer, hidden: int, dropout: float,
     return build
 
 
-class MeanSAGEConv(SAGEConv):
-    """GraphSAGE's layer with mean aggregation over the full neighbourhood, aggregated as one
-    sparse product with the adjacency: from an edge list it would copy the 1,433-wide
-    neighbour features once per edge, which doubles its time on Cora. (GCN aggregates after
-    its projection to the narrow width, where an edge list is the faster of the two.)"""
+def _gcn(in_channels: int, out_channels: int) -> nn.Module:
+    from torch_geometric.nn import GCNConv  # torch-geometric takes seconds to import: only when a model is built
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(in_channels, out_channels, aggr="mean")
+    return GCNConv(in_channels, out_channels)
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        adjacency = to_torch_csr_tensor(edge_index.flip(0), size=(len(x), len(x)))
-        return super().forward(x, adjacency)
+
+def _sage(in_channels: int, out_channels: int) -> nn.Module:
+    from kdbench_graph.mean_sage import MeanSAGEConv
+
+    return MeanSAGEConv(in_channels, out_channels)
 
 
 def _spec(name: str, layer: Layer, hidden: int, dropout: float, description: str,
@@ -94,10 +90,10 @@ def _spec(name: str, layer: Layer, hidden: int, dropout: float, description: str
                           ("graph",), description=description, reads_edges=reads_edges)
 
 
-SAGE = _spec("sage", MeanSAGEConv, 128, 0.5,
+SAGE = _spec("sage", _sage, 128, 0.5,
              "GraphSAGE, 2 layers × 128, mean aggregation over the full neighbourhood, dropout 0.5")
-GCN = _spec("gcn", GCNConv, 64, 0.5, "GCN (Kipf & Welling), 2 layers × 64, dropout 0.5")
-GCN_SMALL = _spec("gcn-small", GCNConv, 16, 0.5, "GCN, 2 layers × 16, dropout 0.5")
+GCN = _spec("gcn", _gcn, 64, 0.5, "GCN (Kipf & Welling), 2 layers × 64, dropout 0.5")
+GCN_SMALL = _spec("gcn-small", _gcn, 16, 0.5, "GCN, 2 layers × 16, dropout 0.5")
 MLP = _spec("mlp", nn.Linear, 128, 0.5,
             "MLP on node features alone, 2 layers × 128 (GLNN's student), dropout 0.5; "
             "reads no edges",

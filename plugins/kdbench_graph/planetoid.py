@@ -9,13 +9,16 @@ named in a one-line error rather than surfacing as a pickle traceback.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from torch_geometric.data import Data
-from torch_geometric.io import read_planetoid_data
 
 from kdbench import DatasetFile, DatasetSpec, Recipe, UserError
 from kdbench_graph.splits import largest_component, per_class_split, public_split
 from kdbench_graph.task import NodeClassification
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
 
 _COMMIT = "af6abf468a772cc055bec88c52e4d6f51b7c37e3"
 _URL = f"https://raw.githubusercontent.com/kimiyoung/planetoid/{_COMMIT}/data/"
@@ -64,6 +67,8 @@ TRAIN_PER_CLASS, VAL_PER_CLASS = 20, 30
 def load_graph(name: str) -> Data:
     """One Planetoid graph, every raw file checked against its published SHA-256 first."""
     paths = [PLANETOID.path(f"{name}/raw/ind.{name.lower()}.{suffix}") for suffix in SUFFIXES]
+    from torch_geometric.io import read_planetoid_data  # seconds to import: only when a graph is read
+
     return read_planetoid_data(str(paths[0].parent), name)
 
 

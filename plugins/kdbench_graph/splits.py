@@ -5,11 +5,14 @@ A split is a dict of node-id tensors ('train', 'val', 'test'), sorted and disjoi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-import torch_geometric.transforms as T
-from torch_geometric.data import Data
 
 from kdbench import UserError
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
 
 
 def largest_component(graph: Data) -> Data:
@@ -18,7 +21,9 @@ def largest_component(graph: Data) -> Data:
     The CPF/GLNN protocol drops the small components: a node cut off from every labelled
     node gives a message-passing model nothing to propagate.
     """
-    return T.LargestConnectedComponents()(graph)
+    from torch_geometric.transforms import LargestConnectedComponents
+
+    return LargestConnectedComponents()(graph)
 
 
 def per_class_split(labels: torch.Tensor, per_class: dict[str, int],

@@ -13,11 +13,14 @@ not (GLNN, LSP), ask for ``whole_graph()``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
-from torch_geometric.data import Data
 
 from kdbench import Batch, ClassificationTask, Recipe
+
+if TYPE_CHECKING:
+    from torch_geometric.data import Data
 
 Split = dict[str, torch.Tensor]
 

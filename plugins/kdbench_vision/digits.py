@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from sklearn.datasets import load_digits
 
 from kdbench import ClassificationTask, Recipe, stratified_split
 from kdbench_vision.augment import AUGMENTATIONS
@@ -11,6 +10,8 @@ from kdbench_vision.augment import AUGMENTATIONS
 
 def build_digits(split_seed: int = 0) -> ClassificationTask:
     """A fixed stratified 70/10/20 train/val/test split (the seed of the split, not of runs)."""
+    from sklearn.datasets import load_digits  # scikit-learn loads in seconds: only for this task
+
     data = load_digits()
     images = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
     labels = torch.tensor(data.target, dtype=torch.long)
