@@ -155,7 +155,8 @@ def _run(args: argparse.Namespace) -> int:
             outcomes = executor.run(todo)
         except KeyboardInterrupt:  # the current runs are already marked KILLED; report what got done
             interrupted, outcomes = True, executor.outcomes
-    board = load_board(suite.name, tracker.runs(), suite.metric, suite.paper, registry.manager.hook)
+    board = load_board(suite.name, tracker.runs(), suite.metric, suite.paper, registry.manager.hook,
+                       registry.baselines())
     console.print(summary_table(board))
     failed = [o for o in outcomes if o.status == "FAILED"]
     skipped = [o for o in outcomes if o.status == "N/A"]
@@ -215,7 +216,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     suite = load_suite(resolve_suite(args.suite), registry)
-    board, _ = read(suite, args.tracking_uri, registry.manager.hook)
+    board, _ = read(suite, args.tracking_uri, registry.manager.hook, registry.baselines())
     Console(width=max(Console().width, WIDTH)).print(summary_table(board))
     return 0
 
@@ -227,7 +228,8 @@ def _publish(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     suites = [load_suite(resolve_suite(name), registry) for name in args.suites]
-    boards = [(suite, *read(suite, args.tracking_uri, registry.manager.hook)) for suite in suites]
+    boards = [(suite, *read(suite, args.tracking_uri, registry.manager.hook, registry.baselines()))
+              for suite in suites]
     stamp = Stamp.now(args.argv)
     for suite, board, tracker in boards:
         folder = args.out / suite.name

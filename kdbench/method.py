@@ -37,6 +37,10 @@ class Method(nn.Module):
     """Hyper-parameters and their paper defaults; a suite may set or grid over these keys."""
     max_teachers: ClassVar[int] = 1
     """More than 1: the method takes a list of teachers (and gets lists of their outputs)."""
+    baseline: ClassVar[bool] = False
+    """Its rows are the baseline the leaderboard measures gain and gap closed against: what the
+    student gets without distillation ('student-only'; for step distillation, the teacher
+    sampled with N steps, 'ddim-n')."""
 
     def __init__(self, task: Task, student: nn.Module, teacher: nn.Module | list[nn.Module] | None,
                  **params: Any):

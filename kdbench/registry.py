@@ -83,6 +83,10 @@ class Registry:
             datasets=_gather(manager, "kdbench_datasets", "datasets", lambda spec: spec.name),
         )
 
+    def baselines(self) -> frozenset[str]:
+        """The methods whose rows are a leaderboard's baseline (``Method.baseline``)."""
+        return frozenset(name for name in self.methods.names() if self.methods.get(name).baseline)
+
 
 def _gather(manager: pluggy.PluginManager, hook_name: str, sort: str, name_of: Any) -> Catalogue:
     catalogue: Catalogue = Catalogue(sort)

@@ -229,6 +229,23 @@ def test_several_teachers_are_each_a_reference_and_the_best_one_sets_the_gap():
     assert row(board, "toy", "mtkd")["gap_closed"] == pytest.approx((0.85 - 0.70) / (0.95 - 0.70))
 
 
+def test_a_kind_s_own_baseline_method_is_the_reference_for_gain_and_gap():
+    """Step distillation's baseline is the teacher sampled with few steps ('ddim-n'), a run with a teacher."""
+    records = [_record(1, "big", "-", "teacher", 10.0), _record(2, "big", "s", "ddim-n", 50.0),
+               _record(3, "big", "s", "progressive", 20.0)]
+    for record in records:
+        record.tags["kdbench.higher_is_better"] = "false"
+        record.tags["kdbench.primary_metric"] = "fd"
+        record.metrics["test_fd"] = record.metrics.pop("test_accuracy")
+    board = load_board("steps", records, baselines={"student-only", "ddim-n"})
+    assert list(board.rows["role"]) == ["teacher", "baseline", "method"]
+    progressive = row(board, "toy", "progressive")
+    assert progressive["gain"] == pytest.approx(30.0)  # lower is better: 50 → 20
+    assert progressive["gap_closed"] == pytest.approx((50 - 20) / (50 - 10))
+    assert "Rows 'teacher' and 'ddim-n' (the baseline)" in markdown.render(board, "stamp")
+    assert list(load_board("steps", records).rows["role"]) == ["teacher", "method", "method"]
+
+
 def test_an_empty_board_still_renders():
     board = load_board("empty", [])
     assert board.rows.empty and board.cross_task.empty

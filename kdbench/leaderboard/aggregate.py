@@ -15,7 +15,7 @@ from kdbench.tracking import RunRecord
 
 GROUP = ["task", "teacher", "student", "method"]
 BASELINE = "student-only"
-"""The method whose rows are the student-only reference."""
+"""The baseline method when the registry is not asked (``Registry.baselines`` names them all)."""
 
 MODEL_STATS = ("params", "flops", "latency_ms")
 UNFINISHED = ("FAILED", "KILLED")

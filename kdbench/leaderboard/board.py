@@ -1,6 +1,7 @@
 """A suite's leaderboard: rows grouped by (task, teacher, student), with their references.
 
-Each group holds the teacher and the student-only baseline as reference rows, then every
+Each group holds the teacher and the baseline (student-only, or the kind's own baseline
+method, e.g. ddim-n for step distillation) as reference rows, then every
 method that distilled that student from that teacher, plus methods that need no
 teacher (they ran once per (task, student) and are repeated in each of its groups).
 The teacher and baseline are matched by what the runs' tags hold: teacher runs by
@@ -10,7 +11,7 @@ The teacher and baseline are matched by what the runs' tags hold: teacher runs b
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -55,16 +56,19 @@ class Board:
 
 
 def load_board(suite: str, records: list[RunRecord], metric: str | None = None,
-               anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None) -> Board:
+               anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None,
+               baselines: Collection[str] = (BASELINE,)) -> Board:
     """The board of one suite from its MLflow runs (see ``build``)."""
-    return build(suite, aggregate.runs_frame(records), metric, anchors, hook)
+    return build(suite, aggregate.runs_frame(records), metric, anchors, hook, baselines)
 
 
 def build(suite: str, frame: pd.DataFrame, metric: str | None = None,
-          anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None) -> Board:
-    """Aggregate runs into a board; ``hook`` is the plugin manager's hook relay, if any."""
+          anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None,
+          baselines: Collection[str] = (BASELINE,)) -> Board:
+    """Aggregate runs into a board; ``hook`` is the plugin manager's hook relay, if any;
+    ``baselines`` names the methods whose rows are the baseline (``Registry.baselines``)."""
     stats = aggregate.summary(frame, metric)
-    groups = [_group(stats, key, anchors) for key in _group_keys(stats)]
+    groups = [_group(stats, key, anchors, baselines) for key in _group_keys(stats)]
     rows = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame(columns=stats.columns)
     runs = aggregate.current(frame) if not frame.empty else frame
     extra = _plugin_columns(hook, runs, rows)
@@ -92,7 +96,7 @@ def _group_keys(stats: pd.DataFrame) -> list[tuple[str, str, str]]:
 
 
 def _group(stats: pd.DataFrame, key: tuple[str, str, str],
-           anchors: Sequence[PaperAnchor]) -> pd.DataFrame:
+           anchors: Sequence[PaperAnchor], baselines: Collection[str]) -> pd.DataFrame:
     task, teacher, student = key
     names = teacher.split("+")
     ours = stats[stats["task"] == task]
@@ -104,7 +108,7 @@ def _group(stats: pd.DataFrame, key: tuple[str, str, str],
     distilled = (ours["role"] == "distill") & (ours["teacher"] == teacher)
     learns = (ours["role"] == "student") | distilled
     students = ours[(ours["student"] == student) & learns].copy()
-    students["role"] = ["baseline" if m == BASELINE else "method" for m in students["base_method"]]
+    students["role"] = ["baseline" if m in baselines else "method" for m in students["base_method"]]
     _add_paper(students, anchors, task, students["method"], [teacher] * len(students), student)
     rows = pd.concat([teachers, students], ignore_index=True)
     rows = rows.assign(teacher=teacher, student=student)

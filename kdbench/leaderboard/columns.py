@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from kdbench.leaderboard.aggregate import BASELINE
 from kdbench.leaderboard.board import REFERENCE_METHOD, Board
 from kdbench.leaderboard.metrics import digits
 from kdbench.leaderboard.statistics import ALPHA, CONFIDENCE
@@ -180,19 +181,26 @@ def title(board: Board) -> str:
     return f"{board.suite} — checkpoint: {checkpoint_rule(board)}"
 
 
+def baseline_names(rows: pd.DataFrame) -> str:
+    """The baseline rows' method names, as the footnotes and plots call them."""
+    names = sorted(set(rows.loc[rows["role"] == "baseline", "method"])) if not rows.empty else []
+    return "', '".join(names) or BASELINE
+
+
 def footnotes(board: Board) -> list[str]:
     """The definitions a reader needs to trust the numbers, shown under every table."""
+    baseline = baseline_names(board.rows)
     notes = [
         f"Checkpoint: {checkpoint_rule(board)}. reproduced = mean ± sample std (ddof 1) over n "
         f"seeds; {CONFIDENCE:.0%} CI from Student's t with n − 1 degrees of freedom. "
         "↑/↓: higher/lower is better.",
-        "Rows 'teacher' and 'student-only' are the references. Teacher-free methods, and the "
-        "student-only baseline, are matched to every pair by (task, student).",
-        "gain = improvement over student-only in the metric's units; positive is better for ↑ "
+        f"Rows 'teacher' and '{baseline}' (the baseline) are the references. Teacher-free methods "
+        "(student-only among them) are matched to every pair by (task, student).",
+        f"gain = improvement over {baseline} in the metric's units; positive is better for ↑ "
         "and ↓ metrics alike.",
-        "gap closed = (method − student-only) / (teacher − student-only), both taken in the "
-        "better direction; n/a when the teacher is not ahead of student-only by more than the "
-        "pooled seed std √((s_teacher² + s_student²) / 2) (a single-seed reference counts as 0).",
+        f"gap closed = (method − {baseline}) / (teacher − {baseline}), both taken in the "
+        f"better direction; n/a when the teacher is not ahead of {baseline} by more than the "
+        "pooled seed std √((s_teacher² + s_baseline²) / 2) (a single-seed reference counts as 0).",
         f"p vs kd = Welch's two-sided t-test of the method's seeds against plain "
         f"'{REFERENCE_METHOD}', Holm-corrected across the methods of each (task, teacher, "
         f"student) group; {SIGNIFICANT} = p < {ALPHA}; n/a with fewer than 2 seeds on a side, "

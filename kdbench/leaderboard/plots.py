@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from kdbench.errors import PluginError
-from kdbench.leaderboard.columns import si
+from kdbench.leaderboard.columns import baseline_names, si
 
 History = Callable[[str, str], list[tuple[int, float]]]
 """(run id, metric key) -> [(step, value), ...], as ``Tracker.history`` answers."""
@@ -92,7 +92,7 @@ def _plugin_figures(hook: pluggy.HookRelay, runs: pd.DataFrame, rows: pd.DataFra
 _CAPTIONS = {
     "tradeoff": "metric against parameters and CPU latency (mean ± std over seeds; points of one "
                 "student are nudged sideways to stay visible)",
-    "bars": "metric per method (mean ± std), teacher and student-only as lines",
+    "bars": "metric per method (mean ± std), teacher and baseline as lines",
     "curves": "validation metric per epoch, mean over seeds",
 }
 
@@ -154,7 +154,7 @@ def _bars(ok: pd.DataFrame, colours: dict[str, str]) -> Figure | None:
              color=[colours[m] for m in methods["method"]], alpha=0.85)
     names = [_label(m) for m in methods["method"]]
     axis.set_xticks(list(positions), names, rotation=30, ha="right")
-    for role, style, name in (("teacher", "--", "teacher"), ("baseline", ":", "student-only")):
+    for role, style, name in (("teacher", "--", "teacher"), ("baseline", ":", _label(baseline_names(ok)))):
         for value in ok.loc[ok["role"] == role, "mean"]:
             axis.axhline(value, linestyle=style, color="black", linewidth=1.2, label=name)
     std = methods["std"].fillna(0)

@@ -19,6 +19,7 @@ class DDIMN(Method):
     kinds = ("denoising",)
     scheme = "offline"
     needs = "logits"
+    baseline = True
 
     def fit(self, context: TrainContext) -> nn.Module:
         return Sampler(context.teacher.model, "ddim", context.task.info["steps"])

@@ -14,6 +14,7 @@ class StudentOnly(Method):
     kinds = ("classification", "ranking", "denoising", "dense")
     scheme = "none"
     needs = "none"
+    baseline = True
 
     def loss(self, batch: Batch, student: ModelOutput,
              teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
