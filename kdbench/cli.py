@@ -21,6 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     signal.signal(signal.SIGTERM, _interrupt)  # a polite kill stops like Ctrl-C: the current run is marked KILLED
+    # publishing downloads every row's pictures: MLflow's bar per download would bury our own output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return args.handler(args)
     except UserError as error:
