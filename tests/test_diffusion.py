@@ -206,10 +206,13 @@ def test_consistency_one_step_beats_the_teacher_at_one_ddim_step(toy: DenoisingT
 
 def test_fd_columns_give_mean_and_std_per_step_count():
     runs = pd.DataFrame({"run_id": ["a", "b", "c"], "test_steps": [4, 4, 64],
-                         "test_fd_n1": [1.0, 3.0, None], "test_fd_n64": [None, None, 0.5]})
+                         "test_fd_n1": [1.0, 3.0, None], "test_fd_n64": [None, None, 0.5],
+                         "test_kid_n4": [10.0, 20.0, None], "test_kid_n64": [None, None, 2.0],
+                         "test_sample_ms_n4": [5.0, 7.0, None]})
     rows = pd.DataFrame({"run_ids": [["a", "b"], ["c"]]})
     columns = fd_columns(runs, rows)
-    assert columns == {"N": ["4", "64"], "fd n1": ["2 ± 1.4", ""], "fd n64": ["", "0.5"]}
+    assert columns == {"N": ["4", "64"], "fd n1": ["2 ± 1.4", ""], "fd n64": ["", "0.5"],
+                       "kid": ["15 ± 7.1", "2"], "confidence": ["", ""], "ms/sample": ["6 ± 1.4", ""]}
     assert fd_columns(runs.drop(columns=["test_fd_n1", "test_fd_n64"]), rows) is None
 
 

@@ -2,7 +2,8 @@
 
 The core's table reports one metric per row (``fd`` at the task's primary step count, the
 teacher's at its own); step distillation is about the whole curve, so each row also shows
-``fd n{N}`` for every N its runs were evaluated at, and ``N``, the step count of its ``fd``.
+``fd n{N}`` for every N its runs were evaluated at, and ``N``, the step count of its ``fd``,
+with KID, the classifier's confidence in the samples and the CPU time per sample at that N.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 PER_STEPS = re.compile(r"^test_fd_n(\d+)$")
+AT_ROW_STEPS = {"kid": "test_kid_n{}", "confidence": "test_confidence_n{}", "ms/sample": "test_sample_ms_n{}"}
+"""Columns taken at each row's own step count N, from the run metric named by the pattern."""
 
 
 def step_counts(runs: pd.DataFrame) -> list[int]:
@@ -33,14 +36,18 @@ def fd_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any] | None:
     if not counts:
         return None
     by_id = runs.set_index("run_id")
-    columns: dict[str, list[str]] = {"N": [], **{f"fd n{n}": [] for n in counts}}
+    columns: dict[str, list[str]] = {"N": [], **{f"fd n{n}": [] for n in counts}, **{k: [] for k in AT_ROW_STEPS}}
     for run_ids in rows["run_ids"]:
         ours = by_id.loc[[r for r in run_ids if r in by_id.index]]
         steps = ours["test_steps"].dropna().unique() if "test_steps" in ours else []
-        columns["N"].append(str(int(steps[0])) if len(steps) == 1 else "")
+        own = int(steps[0]) if len(steps) == 1 else None
+        columns["N"].append("" if own is None else str(own))
         found = fd_by_steps(runs, run_ids)
         for n in counts:
             columns[f"fd n{n}"].append(_spread(found.get(n, pd.Series(dtype=float))))
+        for name, pattern in AT_ROW_STEPS.items():
+            key = pattern.format(own)
+            columns[name].append(_spread(ours[key].dropna()) if own is not None and key in ours else "")
     return columns
 
 
