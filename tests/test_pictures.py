@@ -87,3 +87,20 @@ def test_a_picture_name_with_a_folder_fails_the_run(cli, isolated: Path) -> None
     assert code == 1
     assert "not a plain .png name" in out
     assert not (isolated.parent / "escape.png").exists()
+
+
+def test_each_row_shows_its_lowest_seed_that_has_pictures(tmp_path: Path) -> None:
+    """Runs are listed by start time; a rerun seed 0 comes last but is still the one shown."""
+    import pandas as pd
+
+    from kdbench.leaderboard.board import Board
+    from kdbench.leaderboard.pictures import publish_pictures
+
+    runs = pd.DataFrame({"run_id": ["s1", "s2", "s0", "t1", "t2"], "seed": [1, 2, 0, 1, 2]})
+    rows = pd.DataFrame({"task": ["t", "t"], "teacher": ["big", "big"], "student": ["small", "small"],
+                         "method": ["kd", "teacher"], "run_ids": [["s1", "s2", "s0"], ["t2", "t1"]]})
+    board = Board("s", rows, pd.DataFrame(), pd.DataFrame(), [], [], runs=runs)
+    drawn = {"s0": {"grid.png": b"zero"}, "s1": {"grid.png": b"one"}, "t2": {"grid.png": b"two"}}
+    shown = publish_pictures(board, tmp_path, lambda run: drawn.get(run, {}))
+    assert [caption.rsplit(" ", 2)[-2:] for caption, _ in shown] == [["(seed", "0)"], ["(seed", "2)"]]
+    assert (tmp_path / shown[0][1]).read_bytes() == b"zero" and (tmp_path / shown[1][1]).read_bytes() == b"two"
