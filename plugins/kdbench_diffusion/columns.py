@@ -23,11 +23,14 @@ def step_counts(runs: pd.DataFrame) -> list[int]:
     return sorted(int(m.group(1)) for m in map(PER_STEPS.match, runs.columns) if m)
 
 
-def fd_by_steps(runs: pd.DataFrame, run_ids: list[str]) -> dict[int, pd.Series]:
-    """One leaderboard row's per-seed Fréchet distances at each step count it was evaluated at."""
-    by_id = runs.set_index("run_id")
-    ours = by_id.loc[[r for r in run_ids if r in by_id.index]]
-    found = {n: ours[f"test_fd_n{n}"].dropna() for n in step_counts(runs)}
+def row_runs(by_id: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
+    """The runs (of ``runs`` indexed by run id) averaged into one leaderboard row."""
+    return by_id.loc[[r for r in run_ids if r in by_id.index]]
+
+
+def fd_by_steps(ours: pd.DataFrame, counts: list[int]) -> dict[int, pd.Series]:
+    """One row's per-seed Fréchet distances at each of ``counts`` it was evaluated at."""
+    found = {n: ours[f"test_fd_n{n}"].dropna() for n in counts}
     return {n: values for n, values in found.items() if not values.empty}
 
 
@@ -38,11 +41,11 @@ def fd_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any] | None:
     by_id = runs.set_index("run_id")
     columns: dict[str, list[str]] = {"N": [], **{f"fd n{n}": [] for n in counts}, **{k: [] for k in AT_ROW_STEPS}}
     for run_ids in rows["run_ids"]:
-        ours = by_id.loc[[r for r in run_ids if r in by_id.index]]
+        ours = row_runs(by_id, run_ids)
         steps = ours["test_steps"].dropna().unique() if "test_steps" in ours else []
         own = int(steps[0]) if len(steps) == 1 else None
         columns["N"].append("" if own is None else str(own))
-        found = fd_by_steps(runs, run_ids)
+        found = fd_by_steps(ours, counts)
         for n in counts:
             columns[f"fd n{n}"].append(_spread(found.get(n, pd.Series(dtype=float))))
         for name, pattern in AT_ROW_STEPS.items():

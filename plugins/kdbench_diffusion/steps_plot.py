@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-from kdbench_diffusion.columns import fd_by_steps, step_counts
+from kdbench_diffusion.columns import fd_by_steps, row_runs, step_counts
 
 CAPTION = ("Fréchet distance against sampling steps N (mean ± std over seeds, log–log); the teacher "
            "at its own step count as a star and a dashed level")
@@ -24,9 +24,10 @@ def fd_against_steps(runs: pd.DataFrame, rows: pd.DataFrame) -> list[tuple[str, 
         return None
     figure = Figure(figsize=(7, 4.5))
     axis = figure.subplots()
+    by_id = runs.set_index("run_id")
     drawn = False
     for index, row in enumerate(rows.itertuples()):
-        found = fd_by_steps(runs, list(row.run_ids))
+        found = fd_by_steps(row_runs(by_id, list(row.run_ids)), counts)
         if not found:
             continue
         steps = sorted(found)
