@@ -8,19 +8,25 @@ import pluggy
 from kdbench.data_root import cache_dir
 from kdbench.datasets import DatasetFile, DatasetSpec
 from kdbench.errors import IncompatibleCombination, UserError
+from kdbench.idx import read_idx
+from kdbench.kind import Kind, Metric
 from kdbench.kinds.classification import ClassificationTask, stratified_split
+from kdbench.leaderboard.column import Column
 from kdbench.method import Method
 from kdbench.model import ModelOutput, ModelSpec
 from kdbench.model_call import call_model
 from kdbench.recipe import Recipe
+from kdbench.registry import dataset
+from kdbench.run import Run
 from kdbench.task import Batch, Task, TaskSpec
-from kdbench.teacher_outputs import TeacherOutputs
-from kdbench.training import TrainContext, run_epochs, train
+from kdbench.teacher import ContractError, Teacher
+from kdbench.training import BatchStream, DivergedError, TrainContext, TrainingView, run_training, train
 
 hookimpl = pluggy.HookimplMarker("kdbench")
 
 __all__ = [
-    "Batch", "ClassificationTask", "DatasetFile", "DatasetSpec", "IncompatibleCombination", "Method",
-    "ModelOutput", "ModelSpec", "Recipe", "Task", "TaskSpec", "TeacherOutputs", "TrainContext", "UserError",
-    "cache_dir", "call_model", "hookimpl", "run_epochs", "stratified_split", "train",
+    "Batch", "BatchStream", "ClassificationTask", "Column", "ContractError", "DatasetFile", "DatasetSpec",
+    "DivergedError", "IncompatibleCombination", "Kind", "Method", "Metric", "ModelOutput", "ModelSpec",
+    "Recipe", "Run", "Task", "TaskSpec", "Teacher", "TrainContext", "TrainingView", "UserError", "cache_dir",
+    "call_model", "dataset", "hookimpl", "read_idx", "run_training", "stratified_split", "train",
 ]

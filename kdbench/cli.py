@@ -157,8 +157,8 @@ def _run(args: argparse.Namespace) -> int:
             outcomes = executor.run(todo)
         except KeyboardInterrupt:  # the current runs are already marked KILLED; report what got done
             interrupted, outcomes = True, executor.outcomes
-    board = load_board(suite.name, tracker.runs(), suite.metric, suite.paper, registry.manager.hook,
-                       registry.baselines())
+    board = load_board(suite.name, tracker.runs(), registry.kinds.entries, suite.metric, suite.paper,
+                       registry.manager.hook)
     console.print(summary_table(board))
     failed = [o for o in outcomes if o.status == "FAILED"]
     skipped = [o for o in outcomes if o.status == "N/A"]
@@ -202,7 +202,7 @@ def _kind_of(sort: str, entry: object) -> str:
     if sort in ("teachers", "students"):
         return "/".join(entry.kinds) + (f" / {'/'.join(entry.modalities)}" if entry.modalities else "")
     if sort == "methods":
-        return f"{'/'.join(entry.kinds)} / {entry.scheme}, needs {entry.needs}"
+        return f"{'/'.join(entry.kinds or ('any kind',))} / {entry.scheme}, needs {entry.needs}"
     return ""
 
 
@@ -218,7 +218,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     suite = load_suite(resolve_suite(args.suite), registry)
-    board, _ = read(suite, args.tracking_uri, registry.manager.hook, registry.baselines())
+    board, _ = read(suite, args.tracking_uri, registry.kinds.entries, registry.manager.hook)
     Console(width=max(Console().width, WIDTH)).print(summary_table(board))
     return 0
 
@@ -230,7 +230,7 @@ def _publish(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     suites = [load_suite(resolve_suite(name), registry) for name in args.suites]
-    boards = [(suite, *read(suite, args.tracking_uri, registry.manager.hook, registry.baselines()))
+    boards = [(suite, *read(suite, args.tracking_uri, registry.kinds.entries, registry.manager.hook))
               for suite in suites]
     stamp = Stamp.now(args.argv)
     for suite, board, tracker in boards:

@@ -101,7 +101,7 @@ def summary_table(board: Board) -> Group:
     if not board.cross_task.empty:
         parts.append(_plain_table(f"across tasks — checkpoint: {checkpoint_rule(board)}",
                                   CROSS_TASK_HEADERS, cross_task_rows(board), CROSS_TASK_RIGHT))
-    parts.append(Text("\n".join(f"• {note}" for note in footnotes(board)), style="dim"))
+    parts.append(Text("\n".join(f"• {note}" for note in footnotes(board, terminal=True)), style="dim"))
     return Group(*parts)
 
 

@@ -17,8 +17,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from kdbench.datasets import DatasetSpec
+    from kdbench.kind import Kind
+    from kdbench.leaderboard.columns import Column
     from kdbench.method import Method
     from kdbench.model import ModelSpec
+    from kdbench.run import Run
     from kdbench.task import TaskSpec
 
 hookspec = pluggy.HookspecMarker("kdbench")
@@ -33,10 +36,11 @@ hookspec = pluggy.HookspecMarker("kdbench")
 def kdbench_tasks() -> list[TaskSpec]:
     """Return the tasks this plugin offers, as ``kdbench.TaskSpec`` objects.
 
-    A task spec names the task, its kind ('classification', 'ranking', 'denoising' or
-    'dense'), its modality, its default options and a ``build(**options)`` callable
-    that returns a ``kdbench.Task``. Building may read dataset files and must not
-    download anything.
+    A task spec names the task, its kind, its modality, its default options and a
+    ``build(**options)`` callable that returns a ``kdbench.Task``. The kind must be one some
+    loaded plugin declares through ``kdbench_kinds`` (the built-in ones: 'classification',
+    'ranking', 'denoising', 'dense'); a task of an undeclared kind is refused when plugins
+    load. Building may read dataset files and must not download anything.
     """
 
 
@@ -74,6 +78,22 @@ def kdbench_datasets() -> list[DatasetSpec]:
     """
 
 
+@hookspec
+def kdbench_kinds() -> list[Kind]:
+    """Return the task kinds this plugin declares, as ``kdbench.Kind`` objects.
+
+    A kind is what the leaderboard knows of the tasks that have it, so the core knows none by
+    name: ``baseline`` names the method whose rows gain and gap closed are measured against
+    (what a student gets without distillation), ``reference`` the method significance is
+    tested against (the kind's plain KD), and ``metrics`` hold a ``kdbench.Metric`` for every
+    metric its tasks log, saying which way is better (a shell-style pattern such as ``fd_n*``
+    covers a family). A metric with a ``label`` is shown as a leaderboard column, mean ± std
+    over each row's seeds, with its ``description`` as the footnote. A task's primary metric
+    takes its direction from the task (``Task.higher_is_better``); any other metric a suite
+    reports must be declared here. The plugin that declares a kind need not offer its tasks.
+    """
+
+
 # --------------------------------------------------------------------------------------
 # Lifecycle: called by the runner. Return values are ignored; an exception in a
 # lifecycle hook fails the run it belongs to.
@@ -81,32 +101,34 @@ def kdbench_datasets() -> list[DatasetSpec]:
 
 
 @hookspec
-def kdbench_run_start(config: dict[str, Any], run_id: str) -> None:
+def kdbench_run_start(run: Run) -> None:
     """Called when a combination starts, before any training.
 
-    ``config`` is the run's full resolved config (the thing its hash is taken over);
-    ``run_id`` is its MLflow run id, so a plugin may log more to the same run.
+    ``run`` (``kdbench.Run``) says what the run trains and how: its task, the model it
+    trains, the teachers, the method and its resolved parameters, the recipe, the seed,
+    the full resolved config (the thing its key is the hash of) and ``run.run_id``, its
+    MLflow run id, so a plugin may log more to the same run.
     """
 
 
 @hookspec
-def kdbench_epoch_end(config: dict[str, Any], run_id: str, epoch: int, metrics: dict[str, float]) -> None:
-    """Called after each training epoch of any model (teacher or student).
+def kdbench_epoch_end(run: Run, epoch: int, metrics: dict[str, float]) -> None:
+    """Called after each training epoch of any model (teacher or student), and after each
+    round of steps of a method whose budget is counted in optimiser steps.
 
-    ``config`` and ``run_id`` are as in ``kdbench_run_start``; ``epoch`` counts from 1;
-    ``metrics`` holds the epoch's mean training loss terms and
-    the validation metrics, as logged to MLflow.
+    ``run`` is as in ``kdbench_run_start``; ``epoch`` counts from 1; ``metrics`` holds the
+    epoch's mean training loss terms and the validation metrics, as logged to MLflow.
     """
 
 
 @hookspec
-def kdbench_run_end(config: dict[str, Any], run_id: str, status: str, metrics: dict[str, float]) -> None:
-    """Called when a combination ends, whatever the outcome.
+def kdbench_run_end(run: Run, status: str, metrics: dict[str, float]) -> None:
+    """Called when a combination that started ends, whatever the outcome.
 
-    ``config`` and ``run_id`` are as in ``kdbench_run_start``; ``status`` is 'FINISHED', 'FAILED', 'KILLED'
+    ``run`` is as in ``kdbench_run_start``; ``status`` is 'FINISHED', 'FAILED', 'KILLED'
     or 'N/A' (found incompatible only once running, e.g. a method that needs spatial maps
-    given vectors); ``metrics`` holds the final test
-    metrics (empty when the run did not finish).
+    given vectors); ``metrics`` holds the final test metrics (empty when the run did not
+    finish).
     """
 
 
@@ -117,24 +139,33 @@ def kdbench_run_end(config: dict[str, Any], run_id: str, status: str, metrics: d
 
 
 @hookspec
-def kdbench_leaderboard_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any] | None:
-    """Return extra leaderboard columns, as a mapping from column name to values.
+def kdbench_leaderboard_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> list[tuple[Column, Any]] | None:
+    """Return extra leaderboard columns, as ``(kdbench.Column, values)`` pairs.
+
+    A kind's metrics need no hook: a labelled ``Metric`` in ``kdbench_kinds`` is a column
+    already. This hook is for what a declaration cannot say (a column per sampling-step
+    count, say).
 
     ``runs`` holds one row per finished run of the suite (skipped ones too, with
-    ``status`` 'N/A'): the identity columns ``task``, ``teacher``, ``student``, ``method``
-    (the variant), ``base_method``, ``role``, ``seed``, ``run_id`` and every final metric
-    as logged (``test_accuracy``, ``params``, ``latency_ms``, ...).
+    ``status`` 'N/A'): the identity columns ``task``, ``kind``, ``teacher``, ``student``,
+    ``method`` (the variant), ``base_method``, ``role``, ``seed``, ``run_id`` and every final
+    metric as logged (``test_accuracy``, ``params``, ``latency_ms``, ...).
 
     ``rows`` is the leaderboard as built so far, one row per line of the table (teacher
-    and student-only reference rows included, ``role`` 'teacher', 'baseline' or
-    'method'): the group keys ``task``, ``teacher``, ``student``, ``method``, the
-    statistics (``mean``, ``std``, ``n``, ``gap_closed``, ``p_holm``, ``rank``, ...) and
-    ``run_ids``, the runs averaged into that row. It is a copy: changing it does nothing.
+    and baseline reference rows included, ``role`` 'teacher', 'baseline' or 'method'): the
+    group keys ``task``, ``teacher``, ``student``, ``method``, the task's ``kind`` and its
+    ``reference`` (the variant ``p_holm`` is against), the statistics (``mean``, ``std``,
+    ``n``, ``gap_closed``, ``p_holm``, ``rank``, ...) and ``run_ids``, the runs averaged into
+    that row. It is a copy: changing it does nothing.
 
-    Each value is a list with one entry per row of ``rows``, in order, or a
-    ``pandas.Series`` indexed like ``rows``. Return None to add nothing. Columns appear
-    in every output (terminal, markdown, HTML, CSV, JSON) in plugin load order; a name
-    that is already a column is an error.
+    Each ``values`` is a list with one entry per row of ``rows``, in order, or a
+    ``pandas.Series`` indexed like ``rows``; it becomes the rows' field ``Column.key``. The
+    column is drawn like the core's own in every output (terminal, markdown, HTML, CSV,
+    JSON): ``header`` heads it, ``text(row)`` writes the cell of each row with a result (by
+    default the value as it is), ``numeric`` aligns and sorts it, ``optional`` hides it when
+    no row has a value, ``terminal`` says whether the terminal shows it, and ``footnote`` is
+    printed under every table that does. Plugins' columns come after the core's, in plugin
+    load order. Return None to add nothing; a key that is already a column is an error.
     """
 
 

@@ -2,9 +2,15 @@
 
 A method is an ``nn.Module`` so that whatever it creates to learn with (adapters,
 projection heads, memory banks) is owned by it, counted, and optimised together with
-the student. The generic trainer sums the dict that ``loss`` returns and logs each
-term. A method whose scheme does not fit the generic loop (peers trained together,
-born-again generations, progressive step halving) overrides ``fit``.
+the student. The core's engine trains every method: each step it asks the method's
+training view (``view``, given by the task kind's plugin where the batch alone is not
+enough) for the batch, the student's outputs and the teachers', sums the terms ``loss``
+returns and logs each. A few small hooks cover what differs between methods without a
+loop of their own: sizing extras (``setup``), starting the student from the teacher's
+weights (``prepare_student``), an EMA after each step (``after_step``), a budget counted in
+steps (``train_steps``) and the model evaluated (``trained``). Only a scheme that trains
+several models in turn (peers, born-again generations, an assistant, halving stages)
+overrides ``fit``, and it trains each of them through the same engine.
 """
 
 from __future__ import annotations
@@ -17,47 +23,49 @@ from torch import nn
 from kdbench.errors import IncompatibleCombination
 from kdbench.model import ModelOutput, ModelSpec
 from kdbench.task import Batch, Task
+from kdbench.teacher import Teacher
+from kdbench.training.view import TrainingView
 
 if TYPE_CHECKING:
-    from kdbench.training import TrainContext
+    from kdbench.training.context import TrainContext
 
 SCHEMES = ("none", "offline", "online", "self")
-NEEDS = ("none", "logits", "features")
 
 
 class Method(nn.Module):
     name: ClassVar[str]
-    kinds: ClassVar[tuple[str, ...]]
-    """Task kinds the method makes sense for."""
+    kinds: ClassVar[tuple[str, ...] | None]
+    """Task kinds the method makes sense for; ``None``: any kind (it needs only the task's loss)."""
     scheme: ClassVar[str] = "offline"
     """'none' (no teacher), 'offline' (frozen teacher), 'online' (peers) or 'self'."""
     needs: ClassVar[str] = "logits"
-    """What it reads from the teacher: 'none', 'logits' (black-box is enough) or 'features'."""
+    """What it reads from the teacher: 'none'; 'logits', its outputs on the training batches
+    (black-box is enough, and they may be cached); 'features', its named features too; 'model',
+    the network itself, to run it on inputs the method makes or to copy its weights."""
     defaults: ClassVar[dict[str, Any]] = {}
     """Hyper-parameters and their paper defaults; a suite may set or grid over these keys."""
     max_teachers: ClassVar[int] = 1
-    """More than 1: the method takes a list of teachers (and gets lists of their outputs)."""
-    baseline: ClassVar[bool] = False
-    """Its rows are the baseline the leaderboard measures gain and gap closed against: what the
-    student gets without distillation ('student-only'; for step distillation, the teacher
-    sampled with N steps, 'ddim-n')."""
+    """More than 1: the method learns from several teachers at once."""
+    view: ClassVar[type[TrainingView]] = TrainingView
+    """What ``loss`` sees per step; a kind's plugin gives its methods a view of their own."""
 
-    def __init__(self, task: Task, student: nn.Module, teacher: nn.Module | list[nn.Module] | None,
-                 **params: Any):
+    def __init__(self, task: Task, teachers: list[Teacher], **params: Any) -> None:
         super().__init__()
         self.task = task
+        self.teachers = list(teachers)
+        """The frozen teachers, each held to what the method ``needs``."""
         self.params = {**self.defaults, **params}
         for key, value in self.params.items():
             setattr(self, key.replace("-", "_"), value)
         self.epoch = 0
-        """Set by the trainer at the start of each epoch (for warm-ups and schedules)."""
+        """Set by the engine at the start of each epoch (for warm-ups and schedules)."""
         self.epochs = 0
-        """Set by the trainer: the run's number of epochs, so a warm-up can scale with the run."""
+        """Set by the engine: the run's number of epochs, so a warm-up can scale with the run."""
 
     @classmethod
     def check(cls, task: Task, teachers: list[ModelSpec], student: ModelSpec) -> None:
         """Raise ``IncompatibleCombination`` when the method cannot run on this combination."""
-        if task.kind not in cls.kinds:
+        if cls.kinds is not None and task.kind not in cls.kinds:
             raise IncompatibleCombination(
                 f"method {cls.name} supports {'/'.join(cls.kinds)} tasks, not {task.kind}"
             )
@@ -68,31 +76,47 @@ class Method(nn.Module):
                 f"method {cls.name} takes at most {cls.max_teachers} teacher(s), the pair names {len(teachers)}"
             )
         for teacher in teachers:
-            if cls.needs == "features" and teacher.black_box:
+            if cls.needs in ("features", "model") and teacher.black_box:
                 raise IncompatibleCombination(
-                    f"method {cls.name} needs teacher features; teacher {teacher.name} is black-box"
+                    f"method {cls.name} needs the teacher's {cls.needs}; teacher {teacher.name} is black-box"
                 )
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:
         """Raise ``ValueError`` naming the parameter when a value makes no sense (e.g. T = 0)."""
 
-    def setup(self, student_out: ModelOutput, teacher_out: ModelOutput | None) -> None:
+    def prepare_student(self, student: nn.Module) -> None:
+        """Called once before training. A method that starts the student from the teacher
+        (step distillation copies its weights) does it here; by default the student keeps its
+        fresh initialisation."""
+
+    def setup(self, student: ModelOutput, teachers: list[ModelOutput]) -> None:
         """Called once with outputs on a sample batch, before the optimiser is built.
 
         Methods that need shapes (adapters from student to teacher features) create
         their modules here.
         """
 
-    def loss(
-        self, batch: Batch, student: ModelOutput, teacher: ModelOutput | list[ModelOutput] | None
-    ) -> dict[str, torch.Tensor]:
-        """Named loss terms for one batch; the trainer minimises their sum.
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        """Named loss terms for one batch; the engine minimises their sum.
 
-        ``teacher`` is ``None`` without a teacher, a list when ``max_teachers > 1``.
+        ``teachers`` holds each teacher's outputs on the batch, in the pair's order (empty
+        without a teacher).
         """
         raise NotImplementedError
 
-    def fit(self, context: TrainContext) -> nn.Module | None:
-        """Own the whole training loop; return the trained student, or ``None`` to use the generic one."""
+    def after_step(self, student: nn.Module) -> None:
+        """Called after each optimiser step (an exponential moving average of the student)."""
+
+    def train_steps(self) -> int | None:
+        """A budget of optimiser steps instead of the recipe's epochs (``None``: the epochs)."""
         return None
+
+    def trained(self, student: nn.Module) -> nn.Module:
+        """The model the run evaluates, given the trained student: the student itself by default."""
+        return student
+
+    def fit(self, context: TrainContext) -> nn.Module | None:
+        """Own the whole scheme; return the model to evaluate, or ``None`` to be trained by the engine."""
+        return None
+

@@ -3,12 +3,15 @@
 A combination is one MLflow run: a teacher being trained, a student-only baseline,
 or a student distilled by a method. Its config holds everything that affects its
 result (task options, architectures, resolved recipes, method parameters, seed,
-checkpoint rule), so its hash is the run's identity across invocations.
+checkpoint rule), so its hash is the run's identity across invocations. A combination
+is built whole and never changed: its key is taken over the config it was built with.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,33 +21,36 @@ from kdbench.method import Method
 from kdbench.model import ModelSpec
 from kdbench.recipe import Recipe
 from kdbench.registry import Registry
-from kdbench.suite import Case, MethodEntry, Suite, TaskEntry
+from kdbench.suite import Case, MethodEntry, PairEntry, Suite, TaskEntry
 from kdbench.task import Task, TaskSpec
 
 PROTOCOL = 1
 """Bumped when a change to the harness makes old results incomparable."""
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Combination:
     role: str
     """'teacher', 'student' (no teacher) or 'distill'."""
     task_spec: TaskSpec
     task: Task
-    task_options: dict[str, Any]
+    """The task as this seed sees it (``Task.for_seed``)."""
     seed: int
     checkpoint: str
     model_spec: ModelSpec
     """The model this run trains: the teacher for teacher runs, else the student."""
     recipe: Recipe
-    teachers: list[Combination] = field(default_factory=list)
+    config: dict[str, Any]
+    teachers: tuple[Combination, ...] = ()
     """The teacher runs a distillation run learns from (several for multi-teacher methods)."""
     method: type[Method] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     variant: str = ""
     skip_reason: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    key: str = ""
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", config_hash(self.config))
 
     @property
     def label(self) -> str:
@@ -59,8 +65,8 @@ class Combination:
             "kdbench.teacher": "+".join(t.model_spec.name for t in self.teachers) or (
                 self.model_spec.name if self.role == "teacher" else "-"),
             "kdbench.student": "-" if self.role == "teacher" else self.model_spec.name,
-            "kdbench.method": "teacher" if self.role == "teacher" else self.method.name,
-            "kdbench.variant": "teacher" if self.role == "teacher" else self.variant,
+            "kdbench.method": "teacher" if self.method is None else self.method.name,
+            "kdbench.variant": "teacher" if self.method is None else self.variant,
             "kdbench.seed": str(self.seed),
             "kdbench.role": self.role,
             "kdbench.config_hash": self.key,
@@ -70,37 +76,47 @@ class Combination:
         }
 
 
-def _finish(combination: Combination) -> Combination:
-    combination.key = config_hash(combination.config)
-    return combination
+@dataclass(frozen=True)
+class _Point:
+    """One place in a suite's grid: a case's task at a seed, with a pair."""
+
+    suite: Suite
+    case: Case
+    spec: TaskSpec
+    options: dict[str, Any]
+    task: Task
+    seed: int
+    pair: PairEntry
 
 
 def expand(suite: Suite, registry: Registry, tasks: dict[str, Task]) -> list[Combination]:
     """All combinations of a suite, teachers first, in a stable order; no duplicates."""
     teachers: dict[str, Combination] = {}
     students: dict[str, Combination] = {}
+    for point in _points(suite, registry, tasks):
+        pair_teachers = []
+        for name in point.pair.teachers:
+            teacher = _teacher(point, registry.teachers.get(name))
+            pair_teachers.append(teachers.setdefault(teacher.key, teacher))
+        student = registry.students.get(point.pair.student)
+        repeated = Counter(entry.name for entry in point.case.methods)
+        for entry in point.case.methods:
+            for params in entry.points():
+                combination = _student(point, student, tuple(pair_teachers), registry.methods.get(entry.name),
+                                       entry, params, repeated[entry.name] > 1)
+                students.setdefault(combination.key, combination)
+    return list(teachers.values()) + list(students.values())
+
+
+def _points(suite: Suite, registry: Registry, tasks: dict[str, Task]) -> Iterator[_Point]:
     for case in suite.all_cases():
         assert case.seeds is not None
-        names = Counter(entry.name for entry in case.methods)
-        for task_entry in case.tasks:
+        for task_entry, seed in itertools.product(case.tasks, case.seeds):
             spec = registry.tasks.get(task_entry.name)
             options = {**spec.options, **task_entry.options}
-            task = tasks[_task_id(task_entry, options)]
-            for seed in case.seeds:
-                seeded = task.for_seed(seed)
-                for pair in case.pairs:
-                    pair_teachers = []
-                    for name in pair.teachers:
-                        teacher = _teacher(suite, case, spec, seeded, options, registry.teachers.get(name), seed)
-                        pair_teachers.append(teachers.setdefault(teacher.key, teacher))
-                    student_spec = registry.students.get(pair.student)
-                    for entry in case.methods:
-                        repeated = names[entry.name] > 1
-                        for point in entry.points():
-                            combination = _student(suite, case, spec, seeded, options, student_spec, pair_teachers,
-                                                   registry.methods.get(entry.name), entry, point, seed, repeated)
-                            students.setdefault(combination.key, combination)
-    return list(teachers.values()) + list(students.values())
+            task = tasks[_task_id(task_entry, options)].for_seed(seed)  # one view per seed, shared by its pairs
+            for pair in case.pairs:
+                yield _Point(suite, case, spec, options, task, seed, pair)
 
 
 def task_instances(suite: Suite, registry: Registry) -> dict[str, Task]:
@@ -120,63 +136,64 @@ def _task_id(entry: TaskEntry, options: dict[str, Any]) -> str:
     return entry.name + canonical_json(options)
 
 
-def _recipe(suite: Suite, case: Case, task: Task, spec: ModelSpec, role: str) -> Recipe:
-    return task.recipe(role).updated(spec.recipe).updated(suite.recipe_overrides(case, role))
+def _recipe(point: _Point, spec: ModelSpec, role: str) -> Recipe:
+    return point.task.recipe(role).updated(spec.recipe).updated(point.suite.recipe_overrides(point.case, role))
 
 
-def _teacher(suite: Suite, case: Case, spec: TaskSpec, task: Task, options: dict[str, Any],
-             model: ModelSpec, seed: int) -> Combination:
-    recipe = _recipe(suite, case, task, model, "teacher")
-    combination = Combination(
-        role="teacher", task_spec=spec, task=task, task_options=options, seed=seed,
-        checkpoint=suite.checkpoint, model_spec=model, recipe=recipe,
-    )
-    combination.config = {
-        "protocol": PROTOCOL, "role": "teacher", "task": {"name": spec.name, "options": options},
-        "model": {"name": model.name, "recipe": recipe.model_dump()}, "seed": seed,
-        "checkpoint": suite.checkpoint,
+def _teacher(point: _Point, model: ModelSpec) -> Combination:
+    recipe = _recipe(point, model, "teacher")
+    config = {
+        "protocol": PROTOCOL, "role": "teacher", "task": {"name": point.spec.name, "options": point.options},
+        "model": {"name": model.name, "recipe": recipe.model_dump()}, "seed": point.seed,
+        "checkpoint": point.suite.checkpoint,
     }
-    try:
-        model.check(task, spec.modality, "teacher")
-    except IncompatibleCombination as reason:
-        combination.skip_reason = str(reason)
-    return _finish(combination)
+    return Combination(role="teacher", task_spec=point.spec, task=point.task, seed=point.seed,
+                       checkpoint=point.suite.checkpoint, model_spec=model, recipe=recipe, config=config,
+                       skip_reason=_incompatible(lambda: model.check(point.task, point.spec.modality, "teacher")))
 
 
-def _student(suite: Suite, case: Case, spec: TaskSpec, task: Task, options: dict[str, Any],
-             model: ModelSpec, teachers: list[Combination], method: type[Method], entry: MethodEntry,
-             params: dict[str, Any], seed: int, repeated: bool = False) -> Combination:
+def _student(point: _Point, model: ModelSpec, teachers: tuple[Combination, ...], method: type[Method],
+             entry: MethodEntry, params: dict[str, Any], repeated: bool) -> Combination:
     if method.needs == "none":  # baselines, peers and self-distillation learn from no pre-trained teacher
-        teachers = []
-    recipe = _recipe(suite, case, task, model, "student")
+        teachers = ()
+    recipe = _recipe(point, model, "student")
     resolved = {**method.defaults, **params}
     # Rows must not merge different configs: name the grid's keys, and every set parameter
     # when the case lists the method more than once (kd at T = 4 and kd at T = 20).
     shown = sorted({*entry.grid, *(entry.params if repeated else {})})
     variant = method.name + ("[" + ",".join(f"{k}={params[k]}" for k in shown) + "]" if shown else "")
-    combination = Combination(
-        role="distill" if teachers else "student", task_spec=spec, task=task,
-        task_options=options, seed=seed, checkpoint=suite.checkpoint, model_spec=model, recipe=recipe,
-        teachers=teachers, method=method, params=resolved, variant=variant,
-    )
-    combination.config = {
-        "protocol": PROTOCOL, "role": combination.role, "task": {"name": spec.name, "options": options},
+    role = "distill" if teachers else "student"
+    config = {
+        "protocol": PROTOCOL, "role": role, "task": {"name": point.spec.name, "options": point.options},
         "teacher": _teachers_config(teachers),
         "student": {"name": model.name, "recipe": recipe.model_dump()},
-        "method": {"name": method.name, "params": resolved}, "seed": seed, "checkpoint": suite.checkpoint,
+        "method": {"name": method.name, "params": resolved}, "seed": point.seed,
+        "checkpoint": point.suite.checkpoint,
     }
-    try:
-        model.check(task, spec.modality, "student")
-        method.check(task, [t.model_spec for t in teachers], model)
+
+    def check() -> None:
+        model.check(point.task, point.spec.modality, "student")
+        method.check(point.task, [t.model_spec for t in teachers], model)
         for teacher in teachers:
             if teacher.skip_reason:
                 raise IncompatibleCombination(f"teacher: {teacher.skip_reason}")
+
+    return Combination(role=role, task_spec=point.spec, task=point.task, seed=point.seed,
+                       checkpoint=point.suite.checkpoint, model_spec=model, recipe=recipe, config=config,
+                       teachers=teachers, method=method, params=resolved, variant=variant,
+                       skip_reason=_incompatible(check))
+
+
+def _incompatible(check: Any) -> str | None:
+    """The reason ``check()`` gives that a combination cannot run, or ``None``."""
+    try:
+        check()
     except IncompatibleCombination as reason:
-        combination.skip_reason = str(reason)
-    return _finish(combination)
+        return str(reason)
+    return None
 
 
-def _teachers_config(teachers: list[Combination]) -> dict[str, Any] | list[dict[str, Any]] | None:
+def _teachers_config(teachers: tuple[Combination, ...]) -> dict[str, Any] | list[dict[str, Any]] | None:
     """One teacher's config as is (so single-teacher hashes stay put), a list for several."""
     if not teachers:
         return None

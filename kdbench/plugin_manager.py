@@ -1,8 +1,20 @@
-"""Loading plugins: the ``kdbench`` entry-point group, then ``--plugin`` modules or files.
+"""Loading plugins: the ``kdbench`` entry-point group, an explicit list, then ``--plugin`` modules or files.
 
-Built-in plugins load through the same entry points as third-party ones.
-``KDBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry points (hermetic tests);
-``KDBENCH_PLUGINS=a,b`` loads only the named entry points.
+Built-in plugins load through the same entry points as third-party ones, so whatever kdbench
+plugin is installed loads too. Like pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` and
+``PYTEST_PLUGINS``, the environment can choose the plugins instead; the test suite does, so that
+an installed third-party plugin cannot change what the tests see:
+
+``KDBENCH_DISABLE_PLUGIN_AUTOLOAD=1``
+    skips the entry points.
+``KDBENCH_LOAD_PLUGINS=vision=kdbench_vision,methods=kdbench_methods``
+    imports these modules whether or not entry points load, each registered under the name
+    before its ``=`` (a bare module is named after itself), so that listings and errors name a
+    built-in as its entry point does.
+``KDBENCH_PLUGINS=vision,methods``
+    keeps only the plugins of these names, from either source (a process that needs few starts faster).
+
+Workers inherit all three (executors forward ``KDBENCH_*``), so they load what the driver loaded.
 """
 
 from __future__ import annotations
@@ -31,11 +43,20 @@ class PluginLoadWarning(UserWarning):
 
 
 def load_plugins(extra: Sequence[str] = ()) -> pluggy.PluginManager:
-    """A plugin manager holding the entry-point plugins and every ``extra`` module or file."""
+    """A plugin manager holding the entry-point plugins, the ``KDBENCH_LOAD_PLUGINS`` modules and every ``extra``
+    module or file."""
     manager = pluggy.PluginManager("kdbench")
     manager.add_hookspecs(hookspecs)
+    allowed = os.environ.get("KDBENCH_PLUGINS")
+    allow = {name.strip() for name in allowed.split(",")} if allowed else None
     if os.environ.get("KDBENCH_DISABLE_PLUGIN_AUTOLOAD") != "1":
-        _load_entry_points(manager)
+        _load_entry_points(manager, allow)
+    for name, spec in _listed_plugins():
+        if (allow is not None and name not in allow) or manager.get_plugin(name) is not None:
+            continue
+        module = _import_plugin(spec)
+        if not manager.is_registered(module):
+            manager.register(module, name=name)
     for spec in extra:
         module = _import_plugin(spec)
         name = spec if not spec.endswith(".py") else Path(spec).stem
@@ -45,9 +66,17 @@ def load_plugins(extra: Sequence[str] = ()) -> pluggy.PluginManager:
     return manager
 
 
-def _load_entry_points(manager: pluggy.PluginManager) -> None:
-    allowed = os.environ.get("KDBENCH_PLUGINS")
-    allow = {name.strip() for name in allowed.split(",")} if allowed else None
+def _listed_plugins() -> list[tuple[str, str]]:
+    """``KDBENCH_LOAD_PLUGINS`` as (name, module) pairs, in the order they are to be registered."""
+    pairs = []
+    for entry in os.environ.get("KDBENCH_LOAD_PLUGINS", "").split(","):
+        name, _, module = (part.strip() for part in entry.rpartition("="))
+        if module:
+            pairs.append((name or module, module))
+    return pairs
+
+
+def _load_entry_points(manager: pluggy.PluginManager, allow: set[str] | None) -> None:
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if allow is not None and entry_point.name not in allow:
             continue

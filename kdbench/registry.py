@@ -2,7 +2,8 @@
 
 Names are gathered per hook implementation (pluggy's ``get_hookimpls``) so that a
 name claimed twice is refused with an error naming both plugins, rather than one
-silently shadowing the other.
+silently shadowing the other. Every task's kind must be declared by some plugin
+(``kdbench_kinds``): the kind is what tells a leaderboard how to read the task's results.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pluggy
 
 from kdbench.datasets import DatasetSpec
 from kdbench.errors import PluginError, UserError
+from kdbench.kind import Kind
 from kdbench.method import Method
 from kdbench.model import ModelSpec
 from kdbench.plugin_manager import load_plugins
@@ -69,23 +71,46 @@ class Registry:
     students: Catalogue[ModelSpec]
     methods: Catalogue[type[Method]]
     datasets: Catalogue[DatasetSpec]
+    kinds: Catalogue[Kind]
 
     @classmethod
     def load(cls, extra_plugins: Sequence[str] = ()) -> Registry:
         """Load every plugin and gather what each one registers."""
         manager = load_plugins(extra_plugins)
-        return cls(
+        registry = cls(
             manager=manager,
             tasks=_gather(manager, "kdbench_tasks", "tasks", lambda spec: spec.name),
             teachers=_gather(manager, "kdbench_teachers", "teachers", lambda spec: spec.name),
             students=_gather(manager, "kdbench_students", "students", lambda spec: spec.name),
             methods=_gather(manager, "kdbench_methods", "methods", lambda method: method.name),
             datasets=_gather(manager, "kdbench_datasets", "datasets", lambda spec: spec.name),
+            kinds=_gather(manager, "kdbench_kinds", "kinds", lambda kind: kind.name),
         )
+        _require_kinds(registry.tasks, registry.kinds)
+        return registry
 
-    def baselines(self) -> frozenset[str]:
-        """The methods whose rows are a leaderboard's baseline (``Method.baseline``)."""
-        return frozenset(name for name in self.methods.names() if self.methods.get(name).baseline)
+
+def dataset(name: str) -> DatasetSpec:
+    """The dataset ``name`` as its declaring plugin registered it, so that a plugin reading
+    another's files neither imports that plugin nor declares the files a second time.
+
+    The plugins consulted are the ones the environment selects (entry points,
+    ``KDBENCH_LOAD_PLUGINS``, ``KDBENCH_PLUGINS``), loaded afresh on every call rather than
+    taken from whichever registry was loaded last: a task's build function then finds the same
+    datasets in the driver, in a worker (which inherits ``KDBENCH_*``) and in a unit test that
+    calls it directly. ``--plugin`` modules are not among them.
+    """
+    return Registry.load().datasets.get(name)
+
+
+def _require_kinds(tasks: Catalogue[TaskSpec], kinds: Catalogue[Kind]) -> None:
+    """Refuse, at load, a task whose results no leaderboard could read: its kind is undeclared."""
+    for name, spec in tasks.entries.items():
+        if spec.kind not in kinds:
+            raise PluginError(
+                f"task '{name}' of plugin '{tasks.plugins[name]}' has kind '{spec.kind}', which no loaded "
+                f"plugin declares through kdbench_kinds (declared: {', '.join(kinds.names()) or 'none'})"
+            )
 
 
 def _gather(manager: pluggy.PluginManager, hook_name: str, sort: str, name_of: Any) -> Catalogue:

@@ -2,8 +2,14 @@
 
 Each combination is one MLflow run keyed by its config hash. A key with a FINISHED
 run is skipped (unless ``rerun``); FAILED and interrupted ones run again; a stale
-RUNNING run left by a killed process is marked KILLED. After a rerun finishes, the
-older FINISHED run of the same key is deleted, so one key never has two.
+RUNNING run left by a killed process is marked KILLED; a finished teacher whose
+checkpoint is no longer in the cache is run again, so a teacher is only ever trained
+by its own run. After a rerun finishes, the older FINISHED run of the same key is
+deleted, so one key never has two.
+
+A run goes: load its teachers → build its model and training context → train →
+evaluate → measure; each is one function below, and ``_record`` is the one place an
+outcome is written.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from kdbench.hashing import canonical_json
 from kdbench.model_stats import measure
 from kdbench.plan import Combination
 from kdbench.registry import Registry
+from kdbench.run import Run
+from kdbench.teacher import Teacher
 from kdbench.teacher_cache import TeacherCache
-from kdbench.teacher_outputs import TeacherOutputs
 from kdbench.tracking import RunRecord, Tracker
 from kdbench.training import TrainContext, train
 
@@ -69,6 +76,7 @@ class Runner:
         self.failed_teachers: dict[str, str] = {}
         self._previous: dict[str, list[RunRecord]] = {}
         self._tables: dict[str, torch.Tensor] = {}
+        """Teachers' cached outputs by teacher key: only the current run's teachers are kept."""
         self.outcomes: list[Outcome] = []
 
     def pending(self, combinations: list[Combination]) -> tuple[list[Combination], list[Combination]]:
@@ -84,7 +92,9 @@ class Runner:
                     self.tracker.end(record.run_id, "KILLED")
             finished = [r for r in records if r.status == "FINISHED"]
             skipped_before = finished and all("kdbench.skipped" in r.tags for r in finished)
-            if finished and not self.rerun and not (skipped_before and combination.skip_reason is None):
+            lost = combination.role == "teacher" and combination.skip_reason is None and not self.cache.has(
+                combination.key)
+            if finished and not self.rerun and not lost and not (skipped_before and combination.skip_reason is None):
                 done.append(combination)
             else:
                 todo.append(combination)
@@ -102,131 +112,150 @@ class Runner:
         return self.outcomes
 
     def run_one(self, combination: Combination) -> Outcome:
-        older = [r.run_id for r in self._previous.get(combination.key, []) if r.status == "FINISHED"]
         if combination.skip_reason is not None:
-            run_id = self._start(combination, {"kdbench.skipped": combination.skip_reason})
-            self.tracker.end(run_id, "FINISHED")
-            self._delete(older)
-            return Outcome(combination, "N/A", combination.skip_reason)
-        run_id = self._start(combination, {})
+            run = self._start(combination, {"kdbench.skipped": combination.skip_reason})
+            return self._record(combination, run, "N/A", combination.skip_reason, hooks=False)
+        run = self._start(combination, {})
         started = time.perf_counter()
         try:
-            self.hook.kdbench_run_start(config=combination.config, run_id=run_id)
-            metrics = self._execute(combination, run_id)
-            metrics["wall_time_s"] = time.perf_counter() - started
-            self.tracker.log_metrics(run_id, metrics)
-            self.tracker.end(run_id, "FINISHED")
-            self.hook.kdbench_run_end(config=combination.config, run_id=run_id, status="FINISHED", metrics=metrics)
+            self.hook.kdbench_run_start(run=run)
+            metrics = self._execute(combination, run)
         except KeyboardInterrupt:
-            self.tracker.set_tags(run_id, {"kdbench.error": "interrupted (Ctrl-C)"})
-            self.tracker.end(run_id, "KILLED")
+            self._record(combination, run, "KILLED", "interrupted (Ctrl-C)")
             raise
         except IncompatibleCombination as reason:  # known only once models are built (a missing feature)
-            self.tracker.set_tags(run_id, {"kdbench.skipped": str(reason)})
-            self.tracker.end(run_id, "FINISHED")
-            self.hook.kdbench_run_end(config=combination.config, run_id=run_id, status="N/A", metrics={})
-            self._delete(older)
-            return Outcome(combination, "N/A", str(reason))
+            return self._record(combination, run, "N/A", str(reason))
         except UserError as error:  # the user must act (a corrupt checkpoint): record it, then stop the suite
-            self.tracker.set_tags(run_id, {"kdbench.error": str(error)[:500]})
-            self.tracker.end(run_id, "FAILED")
-            self.hook.kdbench_run_end(config=combination.config, run_id=run_id, status="FAILED", metrics={})
+            self._record(combination, run, "FAILED", str(error)[:500])
             raise
         except Exception as error:  # recorded, and the suite goes on
-            reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-            self.tracker.log_text(run_id, traceback.format_exc(), "traceback.txt")
-            self.tracker.set_tags(run_id, {"kdbench.error": reason})
-            self.tracker.end(run_id, "FAILED")
-            if combination.role == "teacher":
-                self.failed_teachers[combination.key] = reason
-            self.hook.kdbench_run_end(config=combination.config, run_id=run_id, status="FAILED", metrics={})
-            return Outcome(combination, "FAILED", reason)
-        self._delete(older)
-        return Outcome(combination, "FINISHED", metrics=metrics)
+            self.tracker.log_text(run.run_id, traceback.format_exc(), "traceback.txt")
+            return self._record(combination, run, "FAILED", f"{type(error).__name__}: {error}".splitlines()[0][:500])
+        metrics["wall_time_s"] = time.perf_counter() - started
+        return self._record(combination, run, "FINISHED", metrics=metrics)
+
+    def _record(self, combination: Combination, run: Run, status: str, reason: str = "",
+                metrics: dict[str, float] | None = None, hooks: bool = True) -> Outcome:
+        """Write a run's outcome to MLflow and the hooks; the one place a run ends.
+
+        A finished or n/a run replaces the older finished runs of its key; a failed teacher
+        is remembered, so its students fail at once with its reason.
+        """
+        metrics = metrics or {}
+        if status == "FINISHED":
+            self.tracker.log_metrics(run.run_id, metrics)
+        elif status == "N/A":
+            self.tracker.set_tags(run.run_id, {"kdbench.skipped": reason})
+        else:
+            self.tracker.set_tags(run.run_id, {"kdbench.error": reason})
+        self.tracker.end(run.run_id, "FINISHED" if status == "N/A" else status)
+        if hooks:
+            self.hook.kdbench_run_end(run=run, status=status, metrics=metrics)
+        if status in ("FINISHED", "N/A"):
+            for record in self._previous.get(run.key, []):
+                if record.status == "FINISHED" and record.run_id != run.run_id:
+                    self.tracker.delete(record.run_id)
+        elif status == "FAILED" and run.role == "teacher":
+            self.failed_teachers[run.key] = reason
+        return Outcome(combination, status, reason if status != "FINISHED" else "", metrics)
 
     def record_failure(self, combination: Combination, reason: str) -> None:
         """Record a run FAILED that died with its process: its RUNNING run if it got that far, else a new one."""
         running = [r.run_id for r in self.tracker.runs()
                    if r.status == "RUNNING" and r.tags.get("kdbench.config_hash") == combination.key]
-        for run_id in running or [self._start(combination, {})]:
+        for run_id in running or [self._start(combination, {}).run_id]:
             self.tracker.set_tags(run_id, {"kdbench.error": reason})
             self.tracker.end(run_id, "FAILED")
 
-    def _start(self, combination: Combination, extra_tags: dict[str, str]) -> str:
+    def _start(self, combination: Combination, extra_tags: dict[str, str]) -> Run:
         from kdbench.provenance import git_commit, kdbench_version
 
         tags = {**combination.tags(), **extra_tags, "kdbench.version": kdbench_version(),
                 "kdbench.commit": git_commit(), "kdbench.params": canonical_json(combination.params)}
         run_id = self.tracker.start(combination.label, tags, _flatten(combination.config))
         self.tracker.log_text(run_id, json.dumps(combination.config, indent=2, sort_keys=True), "config.json")
-        return run_id
+        return Run.of(combination, run_id)
 
-    def _delete(self, run_ids: list[str]) -> None:
-        for run_id in run_ids:
-            self.tracker.delete(run_id)
-
-    def _execute(self, combination: Combination, run_id: str) -> dict[str, float]:
-        task = combination.task
-        method = combination.method
-        teachers = [self.teacher(teacher) for teacher in combination.teachers]
+    def _execute(self, combination: Combination, run: Run) -> dict[str, float]:
+        """Train (or load) the run's model, then evaluate and measure it."""
+        networks = [self._load_teacher(teacher) for teacher in combination.teachers]
         torch.manual_seed(combination.seed)
-        model = combination.model_spec.build(task)
+        model = combination.model_spec.build(combination.task)
         self.progress.start_run(combination, combination.recipe.epochs)
-
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            self.tracker.log_metrics(run_id, metrics, step=epoch)
-            self.hook.kdbench_epoch_end(config=combination.config, run_id=run_id, epoch=epoch, metrics=metrics)
-            self.progress.epoch(epoch, metrics)
-
-        role = "teacher" if combination.role == "teacher" else "student"
-        context = TrainContext(task=task, model=model, role=role, recipe=combination.recipe, seed=combination.seed,
-                               checkpoint=combination.checkpoint, on_epoch=on_epoch, on_batch=self.progress.batch,
-                               build_model=lambda name=None: self._build(combination, name),
-                               log=lambda metrics, step=None: self.tracker.log_metrics(run_id, metrics, step))
-        if method is not None:
-            several = method.max_teachers > 1
-            arguments = teachers if several else (teachers[0] if teachers else None)
-            context.method = method(task, model, arguments, **combination.params)
-            cached = method.needs == "logits" and task.deterministic(combination.recipe)
-            # keep only this run's teachers' tables: runs come seed by seed, so memory stays flat
-            current = {t.key for t in combination.teachers}
-            self._tables = {k: v for k, v in self._tables.items() if k in current}
-            pairs = zip(combination.teachers, teachers, strict=True)
-            outputs = [self._teacher_outputs(run, teacher, cached) for run, teacher in pairs]
-            context.teacher = outputs if several else (outputs[0] if outputs else None)
-            if outputs:
-                self.tracker.set_tags(run_id, {"kdbench.teacher_outputs_cached": str(outputs[0].cached).lower()})
+        context = self._context(combination, run, model, networks)
         if combination.role == "teacher" and self.cache.has(combination.key) and not self.rerun:
             # trained by an earlier suite or invocation: evaluate the cached checkpoint, don't retrain
             trained = self.cache.load(combination.key, model)
-            self.tracker.set_tags(run_id, {"kdbench.teacher_cache": "hit"})
+            self.tracker.set_tags(run.run_id, {"kdbench.teacher_cache": "hit"})
         else:
             trained = train(context)
             if combination.role == "teacher":
                 self.cache.save(combination.key, trained)
-        reference = teachers[0] if len(teachers) == 1 else None
-        evaluated = task.evaluate(trained, "test", role, reference=reference)
-        metrics = {f"test_{k}": v for k, v in evaluated.items()}
+        if context.teachers:
+            self.tracker.set_tags(run.run_id, {"kdbench.teacher_outputs_cached":
+                                               str(context.teachers[0].cached).lower()})
+        metrics = self._evaluate(run, trained, networks)
+        metrics.update(self._measure(run, trained, networks, context))
+        return metrics
+
+    def _load_teacher(self, teacher: Combination) -> nn.Module:
+        """A trained teacher's network, from the cache its own run wrote."""
+        if teacher.key in self.failed_teachers:
+            raise RuntimeError(f"teacher run failed: {self.failed_teachers[teacher.key]}")
+        if not self.cache.has(teacher.key):
+            raise RuntimeError(f"teacher {teacher.label} has no checkpoint in the cache: its run has not finished")
+        torch.manual_seed(teacher.seed)
+        return self.cache.load(teacher.key, teacher.model_spec.build(teacher.task))
+
+    def _context(self, combination: Combination, run: Run, model: nn.Module,
+                 networks: list[nn.Module]) -> TrainContext:
+        """The run's training context: its method (if any) with a handle on each teacher, and the logging."""
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            self.tracker.log_metrics(run.run_id, metrics, step=epoch)
+            self.hook.kdbench_epoch_end(run=run, epoch=epoch, metrics=metrics)
+            self.progress.epoch(epoch, metrics)
+
+        role = "teacher" if combination.role == "teacher" else "student"
+        method, teachers = None, ()
+        if combination.method is not None:
+            cached = combination.task.deterministic(combination.recipe)
+            self._tables = {k: v for k, v in self._tables.items() if k in {t.key for t in combination.teachers}}
+            teachers = tuple(
+                Teacher(combination.task, network, method=combination.method.name, needs=combination.method.needs,
+                        cached=cached, tables=self._tables, key=teacher.key)
+                for teacher, network in zip(combination.teachers, networks, strict=True))
+            method = combination.method(combination.task, list(teachers), **combination.params)
+        return TrainContext(task=combination.task, model=model, role=role, recipe=combination.recipe,
+                            seed=combination.seed, method=method, teachers=teachers,
+                            checkpoint=combination.checkpoint, on_epoch=on_epoch, on_batch=self.progress.batch,
+                            build_model=lambda name=None: self._build(combination, name),
+                            log=lambda metrics, step=None: self.tracker.log_metrics(run.run_id, metrics, step))
+
+    def _evaluate(self, run: Run, trained: nn.Module, networks: list[nn.Module]) -> dict[str, float]:
+        """Test metrics (fidelity against a single teacher), and the task's pictures logged with the run."""
+        task, role = run.task, "teacher" if run.role == "teacher" else "student"
+        reference = networks[0] if len(networks) == 1 else None
+        metrics = {f"test_{k}": v for k, v in task.evaluate(trained, "test", role, reference=reference).items()}
         pictures = task.pictures(trained, role)
         for name in pictures:
             if not PICTURE_NAME.fullmatch(name):
-                raise ValueError(f"task {combination.task_spec.name}: picture name {name!r} is not a plain .png name")
+                raise ValueError(f"task {run.task_spec.name}: picture name {name!r} is not a plain .png name")
         if pictures:
-            self.tracker.log_pictures(run_id, pictures)
-        metrics.update(measure(trained, task.latency_input(role)))
-        if context.method is not None:
-            metrics["extra_params"] = float(sum(p.numel() for p in context.method.parameters()))
-        if teachers:
-            teacher_stats = measure(teachers[0], task.latency_input("teacher"))
-            metrics.update({f"teacher_{k}": v for k, v in teacher_stats.items()})
+            self.tracker.log_pictures(run.run_id, pictures)
         return metrics
 
-    def _teacher_outputs(self, combination: Combination, model: nn.Module, cached: bool) -> TeacherOutputs:
-        """Teacher outputs, with the cached table computed once per teacher and reused by every method."""
-        outputs = TeacherOutputs(combination.task, model, cached=cached, table=self._tables.get(combination.key))
-        if outputs.table is not None:
-            self._tables[combination.key] = outputs.table
-        return outputs
+    def _measure(self, run: Run, trained: nn.Module, networks: list[nn.Module],
+                 context: TrainContext) -> dict[str, float]:
+        """Size and single-sample latency of the trained model (and of the first teacher), and the
+        method's own trainable extras."""
+        task = run.task
+        metrics = measure(trained, task.latency_input("teacher" if run.role == "teacher" else "student"))
+        if context.method is not None:
+            metrics["extra_params"] = float(sum(p.numel() for p in context.method.parameters() if p.requires_grad))
+        if networks:
+            metrics.update({f"teacher_{k}": v for k, v in measure(networks[0], task.latency_input("teacher")).items()})
+        return metrics
 
     def _build(self, combination: Combination, name: str | None) -> nn.Module:
         """A fresh model for a method that trains more than one (peers, generations, assistants)."""
@@ -234,21 +263,6 @@ class Runner:
             return combination.model_spec.build(combination.task)
         spec = self.registry.students.entries.get(name) or self.registry.teachers.get(name)
         return spec.build(combination.task)
-
-    def teacher(self, combination: Combination) -> nn.Module:
-        """The trained teacher of a combination: from the cache, else trained now (unlogged)."""
-        if combination.key in self.failed_teachers:
-            raise RuntimeError(f"teacher run failed: {self.failed_teachers[combination.key]}")
-        torch.manual_seed(combination.seed)
-        model = combination.model_spec.build(combination.task)
-        if self.cache.has(combination.key):
-            return self.cache.load(combination.key, model)
-        self.progress.note(f"teacher {combination.label} is not in the cache; training it")
-        context = TrainContext(task=combination.task, model=model, role="teacher", recipe=combination.recipe,
-                               seed=combination.seed, checkpoint=combination.checkpoint)
-        trained = train(context)
-        self.cache.save(combination.key, trained)
-        return trained
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Shared fixtures: every test gets its own working directory, cache and MLflow store.
+"""Shared fixtures: every test gets its own working directory, cache and MLflow store, and the built-in plugins only.
 
 Dataset-backed tests ask for ``require_data(name, *files)``: without the files they are
 skipped with a reason, except under ``KDBENCH_REQUIRE_DATA=1`` (CI), where they fail.
@@ -7,26 +7,39 @@ skipped with a reason, except under ``KDBENCH_REQUIRE_DATA=1`` (CI), where they 
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+_BUILT_INS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["kdbench"]
+BUILT_IN_PLUGINS = ",".join(f"{name}={module}" for name, module in _BUILT_INS.items())
+"""``KDBENCH_LOAD_PLUGINS`` for the built-in plugins, read from pyproject.toml so that a new one needs no edit here."""
 
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run in a fresh directory with its own cache, default MLflow store and entry-point plugins."""
+    """Run in a fresh directory with its own cache, default MLflow store, and the built-in plugins only: an installed
+    third-party plugin must not change what a test sees (``entry_point_plugins`` lets a test ask for them)."""
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("KDBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("KDBENCH_PLUGINS", raising=False)
-    monkeypatch.delenv("KDBENCH_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.setenv("KDBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("KDBENCH_LOAD_PLUGINS", BUILT_IN_PLUGINS)
     torch.set_num_threads(int(os.environ.get("KDBENCH_THREADS", 2)))
     return work
+
+
+@pytest.fixture
+def entry_point_plugins(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Load plugins through the installed entry points, as a user's process does."""
+    monkeypatch.delenv("KDBENCH_DISABLE_PLUGIN_AUTOLOAD")
+    monkeypatch.delenv("KDBENCH_LOAD_PLUGINS")
 
 
 @pytest.fixture

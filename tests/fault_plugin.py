@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from kdbench import hookimpl
+from kdbench import Run, hookimpl
 
 FAULT = os.environ.get("KDBENCH_TEST_FAULT", "")
 
@@ -28,24 +28,24 @@ def die() -> None:
 
 
 @hookimpl
-def kdbench_epoch_end(config: dict[str, Any], epoch: int) -> None:
-    role = config["role"]
+def kdbench_epoch_end(run: Run, epoch: int) -> None:
+    role = run.role
     if epoch == 1 and (FAULT, role) in {("teacher-epoch", "teacher"), ("student-epoch", "distill")}:
         die()
 
 
 @hookimpl
-def kdbench_run_end(config: dict[str, Any], status: str) -> None:
-    if FAULT == "between-runs" and config["role"] != "teacher" and status == "FINISHED":
+def kdbench_run_end(run: Run, status: str) -> None:
+    if FAULT == "between-runs" and run.role != "teacher" and status == "FINISHED":
         die()
 
 
 @hookimpl
-def kdbench_run_start(config: dict[str, Any]) -> None:
+def kdbench_run_start(run: Run) -> None:
     mode, _, method = FAULT.partition(":")
-    if mode not in ("die-once", "die-always") or config.get("method", {}).get("name") != method:
+    if mode not in ("die-once", "die-always") or run.method is None or run.method.name != method:
         return
-    marker = Path(os.environ["KDBENCH_CACHE"]) / f"died-{config['seed']}-{method}"
+    marker = Path(os.environ["KDBENCH_CACHE"]) / f"died-{run.seed}-{method}"
     if mode == "die-always" or not marker.exists():
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("died here once\n")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdbench import Batch, ClassificationTask, Method, ModelOutput, Recipe, call_model
+from kdbench import Batch, ClassificationTask, Method, ModelOutput, Recipe, Teacher, call_model
 
 CLASSES = 4
 
@@ -79,16 +79,15 @@ def check_loss_trains(method_class: type[Method], params: dict[str, Any] | None 
     task = tiny_task()
     student = student_net()
     teacher_models = [teacher_net(seed=2 + i) for i in range(teachers)]
-    several = method_class.max_teachers > 1
-    method = method_class(task, student, teacher_models if several else teacher_models[0],
-                          **(params or {}))
+    handles = [Teacher(task, t, method=method_class.name, needs=method_class.needs, cached=False)
+               for t in teacher_models]
+    method = method_class(task, handles, **(params or {}))
     batch = first_batch(task)
     with torch.no_grad():
-        teacher_outputs = [call_model(t, batch["x"]) for t in teacher_models]
+        teacher_outputs = [handle.outputs(batch) for handle in handles]
         sample = call_model(student, batch["x"])
-    teacher_arg = teacher_outputs if several else teacher_outputs[0]
-    method.setup(sample, teacher_arg)
-    terms = method.loss(batch, call_model(student, batch["x"]), teacher_arg)
+    method.setup(sample, teacher_outputs)
+    terms = method.loss(batch, call_model(student, batch["x"]), teacher_outputs)
     total = sum(terms.values())
     assert torch.isfinite(total), terms
     total.backward()

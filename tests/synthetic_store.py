@@ -16,6 +16,9 @@ task ``toy-err`` (errors, lower is better):
     a method named ``<script>|x``: 26 27 28 (27): gap 0.25
 task ``toy-close`` (accuracy): teacher 0.85 0.88 0.91, student-only 0.84 0.87 0.90 — the gap (0.01)
     is inside the pooled seed std (0.03), so kd's gap closed is n/a.
+
+Every task is of the ``classification`` kind, read with the kinds the built-in plugins declare
+(``kinds()``): student-only is the baseline, kd the reference, fidelity a column.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import shutil
 import tempfile
 from functools import cache
 from pathlib import Path
+
+from kdbench.kind import Kind
 
 TEACHER, STUDENT = "big", "small"
 TASKS = {"toy": ("accuracy", True), "toy-err": ("errors", False), "toy-close": ("accuracy", True)}
@@ -101,6 +106,14 @@ def build(folder: Path, experiment: str = "synthetic") -> str:
     run(tags("toy", "fitnet", 0, **{"kdbench.skipped": SKIP_REASON}), {})
     run(tags("toy", "crd", 0, **{"kdbench.error": ERROR}), {}, status="FAILED")
     return uri
+
+
+@cache
+def kinds() -> dict[str, Kind]:
+    """The kinds the built-in plugins declare, as the CLI hands them to the leaderboard."""
+    from kdbench.registry import Registry
+
+    return Registry.load().kinds.entries
 
 
 @cache

@@ -254,23 +254,23 @@ def test_cross_modal_losses_against_identities(tiny_task):
     bev = torch.randn(len(batch["index"]), 8, SIZE, SIZE)
     logits = torch.zeros(len(batch["index"]), 3, SIZE, SIZE)
     same = bev_output(bev, logits)
-    feature = BEVFeature(tiny_task, None, None)
-    feature.setup(same, same)
+    feature = BEVFeature(tiny_task, [])
+    feature.setup(same, [same])
     with torch.no_grad():
         feature.adapter.weight.copy_(torch.eye(8).view(8, 8, 1, 1))
         feature.adapter.bias.zero_()
-    assert feature.loss(batch, same, same)["bev"].item() == pytest.approx(0.0, abs=1e-10)
-    assert feature.loss(batch, same, bev_output(bev + 1, logits))["bev"].item() == pytest.approx(1.0)
+    assert feature.loss(batch, same, [same])["bev"].item() == pytest.approx(0.0, abs=1e-10)
+    assert feature.loss(batch, same, [bev_output(bev + 1, logits)])["bev"].item() == pytest.approx(1.0)
     # agreeing heatmaps diverge by 0; a sure teacher (logit 30) against an unsure student (logit 0, p = 1/2)
     # by ln 2 per cell, summed over the 3 × 40 × 40 cells of each frame and divided by the objects
-    heat = HeatmapKD(tiny_task, None, None)
-    assert heat.loss(batch, same, same)["heatmap"].item() == pytest.approx(0.0, abs=1e-6)
+    heat = HeatmapKD(tiny_task, [])
+    assert heat.loss(batch, same, [same])["heatmap"].item() == pytest.approx(0.0, abs=1e-6)
     sure = bev_output(bev, logits + 30)
     cells, objects = logits.numel(), int(batch["mask"].sum())
-    assert heat.loss(batch, same, sure)["heatmap"].item() == pytest.approx(math.log(2) * cells / objects, rel=1e-5)
-    relation = BEVRelation(tiny_task, None, None)
-    assert relation.loss(batch, same, same)["relation"].item() == pytest.approx(0.0, abs=1e-10)
-    assert relation.loss(batch, same, bev_output(torch.randn_like(bev), logits))["relation"].item() > 0
+    assert heat.loss(batch, same, [sure])["heatmap"].item() == pytest.approx(math.log(2) * cells / objects, rel=1e-5)
+    relation = BEVRelation(tiny_task, [])
+    assert relation.loss(batch, same, [same])["relation"].item() == pytest.approx(0.0, abs=1e-10)
+    assert relation.loss(batch, same, [bev_output(torch.randn_like(bev), logits)])["relation"].item() > 0
 
 
 def test_keypoints_sample_the_bev_at_box_centres_corners_and_edges():
@@ -292,13 +292,13 @@ def test_library_feature_methods_run_on_bev_features(tiny_task):
         t_out = call_model(teacher, tiny_task.model_input(batch, "teacher"))
     s_out = call_model(student, tiny_task.model_input(batch, "student"))
     with pytest.raises(IncompatibleCombination, match="bev"):
-        FitNets(tiny_task, student, teacher).setup(s_out, t_out)  # 'stage2' by default: named in the suite
+        FitNets(tiny_task, []).setup(s_out, [t_out])  # 'stage2' by default: named in the suite
     on_bev = {"student_feature": "bev", "teacher_feature": "bev"}
-    for method in (FitNets(tiny_task, student, teacher, **on_bev), NST(tiny_task, student, teacher, **on_bev),
-                   AT(tiny_task, student, teacher), VID(tiny_task, student, teacher)):
+    for method in (FitNets(tiny_task, [], **on_bev), NST(tiny_task, [], **on_bev),
+                   AT(tiny_task, []), VID(tiny_task, [])):
         s_out = call_model(student, tiny_task.model_input(batch, "student"))
-        method.setup(s_out, t_out)
-        terms = method.loss(batch, s_out, t_out)
+        method.setup(s_out, [t_out])
+        terms = method.loss(batch, s_out, [t_out])
         total = sum(terms.values())
         assert torch.isfinite(total) and len(terms) == 2
         student.zero_grad(set_to_none=True)

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 import pytest
 import torch
+from kdbench_diffusion import DENOISING
 from kdbench_diffusion.classifier import DigitClassifier
 from kdbench_diffusion.columns import fd_columns
 from kdbench_diffusion.consistency import Consistency, consistency_function
@@ -21,7 +22,7 @@ from kdbench_diffusion.task import DenoisingTask
 from kdbench_diffusion.toy import PointDenoiser, build_toy, centres, nll
 from torch import nn
 
-from kdbench import ModelOutput, Recipe, TeacherOutputs, TrainContext, UserError, train
+from kdbench import Column, ModelOutput, Recipe, Teacher, TrainContext, UserError, train
 
 TEACHER_EPOCHS = 40
 
@@ -135,6 +136,7 @@ def test_feature_network_stays_frozen_while_it_evaluates():
     classifier.train()  # whoever holds it, evaluation must not train it
     metrics = task.evaluate(Sampler(Zero(), "ddim", (1,)), "test", "student")
     assert set(metrics) >= {"fd", "kid", "fd_n1", "kid_n1", "sample_ms_n1"}
+    assert all(DENOISING.metric(name) is not None for name in metrics), "every logged metric has a direction"
     assert not classifier.training
     assert all(not p.requires_grad for p in classifier.parameters())
     assert all(torch.equal(before[k], v) for k, v in classifier.state_dict().items())
@@ -167,6 +169,8 @@ def test_teacher_64_step_samples_are_far_closer_to_the_data_than_noise(toy: Deno
     assert metrics["steps"] == 64 and metrics["fd"] == metrics["fd_n64"]
     assert metrics["fd"] < toy.quality(noise)["fd"] / 20
     assert metrics["nll_n64"] < float(nll(noise).mean()) / 3
+    assert all(DENOISING.metric(name) is not None for name in metrics), "every logged metric has a direction"
+    assert not DENOISING.metric("nll_n64").higher_is_better and not DENOISING.metric("fd_n64").higher_is_better
 
 
 def test_progressive_student_one_step_matches_its_teacher_two_steps(toy: DenoisingTask, toy_teacher: nn.Module):
@@ -186,11 +190,9 @@ def test_progressive_student_one_step_matches_its_teacher_two_steps(toy: Denoisi
 
 def test_consistency_one_step_beats_the_teacher_at_one_ddim_step(toy: DenoisingTask, toy_teacher: nn.Module):
     def fit(method: type, **params) -> nn.Module:
-        student = PointDenoiser()
-        context = TrainContext(task=toy, model=student, role="student", recipe=toy.recipe("student"), seed=0,
-                               teacher=TeacherOutputs(toy, toy_teacher, cached=False))
-        context.method = method(toy, student, toy_teacher, **params)
-        return train(context)
+        handle = Teacher(toy, toy_teacher, method=method.name, needs=method.needs, cached=False)
+        return train(TrainContext(task=toy, model=PointDenoiser(), role="student", recipe=toy.recipe("student"),
+                                  seed=0, method=method(toy, [handle], **params), teachers=(handle,)))
 
     baseline, distilled = fit(DDIMN), fit(Consistency, iterations=300)
     assert baseline.network is toy_teacher and baseline.steps == (1, 2, 4, 8)
@@ -209,10 +211,17 @@ def test_fd_columns_give_mean_and_std_per_step_count():
                          "test_fd_n1": [1.0, 3.0, None], "test_fd_n64": [None, None, 0.5],
                          "test_kid_n4": [10.0, 20.0, None], "test_kid_n64": [None, None, 2.0],
                          "test_sample_ms_n4": [5.0, 7.0, None]})
-    rows = pd.DataFrame({"run_ids": [["a", "b"], ["c"]]})
+    rows = pd.DataFrame({"run_ids": [["a", "b"], ["c"]], "status": ["ok", "ok"]})
     columns = fd_columns(runs, rows)
-    assert columns == {"N": ["4", "64"], "fd n1": ["2 ± 1.4", ""], "fd n64": ["", "0.5"],
-                       "kid": ["15 ± 7.1", "2"], "confidence": ["", ""], "ms/sample": ["6 ± 1.4", ""]}
+    assert {column.header: values for column, values in columns} == {
+        "N": ["4", "64"], "fd n1": ["2 ± 1.4", ""], "fd n64": ["", "0.5"],
+        "kid": ["15 ± 7.1", "2"], "confidence": ["", ""], "ms/sample": ["6 ± 1.4", ""]}
+    assert all(isinstance(column, Column) and column.optional for column, _ in columns)
+    first, second = (rows.assign(**{column.key: values for column, values in columns}).iloc[i] for i in (0, 1))
+    assert [column.cell(first) for column, _ in columns] == ["4", "2 ± 1.4", "", "15 ± 7.1", "", "6 ± 1.4"]
+    assert [column.cell(second) for column, _ in columns] == ["64", "", "0.5", "2", "", ""]
+    notes = [column.footnote for column, _ in columns if column.footnote]
+    assert len(notes) == 5 and notes[1].startswith("fd nN = ")  # one note for every fd n column
     assert fd_columns(runs.drop(columns=["test_fd_n1", "test_fd_n64"]), rows) is None
 
 

@@ -16,7 +16,7 @@ from kdbench_graph.planetoid import PLANETOID, SUFFIXES, build_planetoid
 from kdbench_graph.task import NodeClassification
 from torch_geometric.data import Data
 
-from kdbench import IncompatibleCombination, ModelOutput, Recipe, TeacherOutputs, call_model
+from kdbench import IncompatibleCombination, ModelOutput, Recipe, Teacher, call_model
 from kdbench.errors import DatasetMissingError
 from tests.conftest import REPO
 
@@ -169,7 +169,7 @@ def test_batches_line_up_with_index_and_teacher_outputs_cache_by_it():
     assert torch.equal(batch["y"], task.graph.y[batch["nodes"]])
     assert torch.equal(task.splits["train"][0][batch["index"]], batch["nodes"])  # split positions
     teacher = SAGE.build(task)
-    cached = TeacherOutputs(task, teacher, cached=True)
+    cached = Teacher(task, teacher, method="kd", needs="logits", cached=True)
     direct = call_model(teacher, task.model_input(batch, "teacher")).output
     assert torch.allclose(cached.outputs(batch).output, direct)
     assert task.latency_input("student")[0].shape == (5, 3)  # the whole graph
@@ -185,8 +185,8 @@ def test_glnn_loss_by_hand():
     student = torch.tensor([[2.0, -1.0], [0.5, 0.5], [-1.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
     teacher = torch.tensor([[1.0, 0.0], [2.0, -2.0], [0.0, 0.0], [-1.0, 1.0], [3.0, 1.0]])
     batch = {"nodes": torch.tensor([0, 3]), "y": torch.tensor([0, 1])}
-    method = GLNN(task, MLP.build(task), None, lamb=0.3)
-    terms = method.loss(batch, ModelOutput(student, {}), ModelOutput(teacher, {}))
+    method = GLNN(task, [], lamb=0.3)
+    terms = method.loss(batch, ModelOutput(student, {}), [ModelOutput(teacher, {})])
 
     def probabilities(row: list[float]) -> list[float]:
         total = sum(math.exp(v) for v in row)

@@ -43,10 +43,10 @@ def test_batchmean_averages_over_samples_not_classes():
 
 def test_kd_combines_soft_and_hard_terms_with_alpha():
     task = tiny_task()
-    method = KD(task, torch.nn.Identity(), torch.nn.Identity(), T=2.0, alpha=0.25)
+    method = KD(task, [], T=2.0, alpha=0.25)
     student, teacher = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[3.0, 2.0, 1.0]])
     batch = {"x": None, "y": torch.tensor([2]), "index": torch.tensor([0])}
-    terms = method.loss(batch, ModelOutput(student, {}), ModelOutput(teacher, {}))
+    terms = method.loss(batch, ModelOutput(student, {}), [ModelOutput(teacher, {})])
     soft = 4 * (E - 1) / (E + math.sqrt(E) + 1)
     hard = -math.log(E**3 / (E + E**2 + E**3))
     assert terms["kd"].item() == pytest.approx(0.25 * soft, rel=1e-6)

@@ -21,7 +21,7 @@ from kdbench.leaderboard.columns import columns
 from kdbench.leaderboard.publish import Stamp, publish_suite
 from kdbench.tracking import Tracker
 from tests.html_tables import table_rows
-from tests.synthetic_store import ROWS, copy
+from tests.synthetic_store import ROWS, copy, kinds
 
 CHROMIUM = "/usr/bin/chromium"
 HOSTILE = '<img src=x onerror="alert(1)"> & | *bold*'
@@ -34,7 +34,7 @@ def tracker(tmp_path_factory: pytest.TempPathFactory) -> Tracker:
 
 @pytest.fixture(scope="module")
 def board(tracker: Tracker) -> Board:
-    return load_board(HOSTILE, tracker.runs())
+    return load_board(HOSTILE, tracker.runs(), kinds())
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,16 @@ import pluggy
 import pytest
 from scipy import stats
 
-from kdbench import hookimpl, hookspecs
-from kdbench.errors import PluginError
+from kdbench import Column, Kind, Metric, hookimpl, hookspecs
+from kdbench.errors import PluginError, UserError
 from kdbench.leaderboard import markdown
 from kdbench.leaderboard.board import Board, load_board
+from kdbench.leaderboard.columns import columns, footnotes
 from kdbench.leaderboard.metrics import higher_is_better
 from kdbench.leaderboard.statistics import gap_closed, holm, seed_noise, spread, welch_p
 from kdbench.suite import PaperAnchor
 from kdbench.tracking import RunRecord, Tracker
-from tests.synthetic_store import ERROR, ROWS, SKIP_REASON, copy, tags
+from tests.synthetic_store import ERROR, ROWS, SKIP_REASON, copy, kinds, tags
 
 T_975_2 = 4.302652729749464
 """Student's t, 97.5th percentile, 2 degrees of freedom (printed tables: 4.303)."""
@@ -40,7 +41,7 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list:
 @pytest.fixture(scope="module")
 def board(records: list) -> Board:
     anchors = [PaperAnchor(task="toy", method="kd", value=0.9)]
-    return load_board("synthetic", records, anchors=anchors)
+    return load_board("synthetic", records, kinds(), anchors=anchors)
 
 
 def row(board: Board, task: str, method: str) -> pd.Series:
@@ -90,13 +91,18 @@ def test_gap_closed_takes_direction_noise_and_overshoot_into_account():
     assert seed_noise(float("nan"), float("nan")) == 0.0
 
 
-def test_directions_live_in_one_place():
-    assert higher_is_better("accuracy") and higher_is_better("test_fidelity")
-    lower_better = ("errors", "test_nll", "val_ece", "latency_ms", "fid", "fid_like", "l2_distance")
-    for lower in lower_better:
-        assert not higher_is_better(lower), lower
-    assert not higher_is_better("ndcg", "ndcg", primary_higher=False)  # the task's tag wins
-    assert higher_is_better("fidelity", "ndcg", primary_higher=False)  # ...for its metric only
+def test_directions_come_from_the_task_its_kind_and_the_core_alone():
+    declared = {"toy": Kind("toy", None, None, (Metric("accuracy", True), Metric("fd_n*", False)))}
+    assert higher_is_better("test_accuracy", "toy", declared)
+    assert not higher_is_better("val_fd_n4", "toy", declared)  # a pattern covers a family
+    assert not higher_is_better("ndcg", "toy", declared, "ndcg", primary_higher=False)  # the task's tag wins
+    assert higher_is_better("accuracy", "toy", declared, "ndcg", primary_higher=False)  # ...for its metric only
+    for stat in ("params", "flops", "latency_ms"):
+        assert not higher_is_better(stat, "toy", declared), stat
+    with pytest.raises(UserError, match="metric 'errors' .*kind 'toy' declares no such metric"):
+        higher_is_better("test_errors", "toy", declared)  # no guess from the name
+    with pytest.raises(UserError, match="metric 'accuracy' .*kind 'gone' is declared by no loaded plugin"):
+        higher_is_better("accuracy", "gone", declared)
 
 
 # -- the board built from a synthetic MLflow store -----------------------------------------
@@ -114,13 +120,13 @@ def test_toy_group_by_hand(board: Board):
     assert kd["gap_closed"] == pytest.approx(0.5)
     assert row(board, "toy", "fancy")["gap_closed"] == pytest.approx(1.1)
     assert row(board, "toy", "dml")["gap_closed"] == pytest.approx(0.3)  # teacher-free method
-    assert kd["fidelity"] == pytest.approx(0.92)
+    assert (kd["test_fidelity"], kd["test_fidelity_std"]) == (pytest.approx(0.92), pytest.approx(0.02))
     assert (kd["compression"], kd["speedup"]) == (pytest.approx(100.0), pytest.approx(4.0))
     assert (teacher["compression"], teacher["role"], baseline["role"]) == (1, "teacher", "baseline")
     assert kd["paper"] == 0.9 and math.isnan(baseline["paper"])
 
 
-def test_significance_against_kd_is_holm_corrected_within_the_group(board: Board):
+def test_significance_against_the_kind_s_reference_kd_is_holm_corrected_within_the_group(board: Board):
     raw = {m: welch_by_hand(mean, 0.02, 0.87, 0.01, 3)
            for m, mean in (("fancy", 0.93), ("student-only", 0.82), ("dml", 0.85))}
     assert raw["fancy"] < raw["student-only"] < raw["dml"]
@@ -129,11 +135,12 @@ def test_significance_against_kd_is_holm_corrected_within_the_group(board: Board
     adjusted["dml"] = max(adjusted["student-only"], raw["dml"])
     for method, expected in adjusted.items():
         found = row(board, "toy", method)
-        assert found["p_vs_kd"] == pytest.approx(raw[method])
+        assert found["p_vs_reference"] == pytest.approx(raw[method])
         assert found["p_holm"] == pytest.approx(expected)
         assert found["significant"] == (expected < 0.05)
     assert math.isnan(row(board, "toy", "kd")["p_holm"])  # the reference itself
     assert math.isnan(row(board, "toy", "teacher")["p_holm"])
+    assert set(board.rows["reference"]) == {"kd"}  # classification's, as its plugin declares
 
 
 def test_rank_within_group_excludes_the_teacher(board: Board):
@@ -176,17 +183,21 @@ def test_cross_task_ranks_methods_by_mean_gap_closed(board: Board):
 
 
 def test_suite_metric_overrides_the_primary_metric(records: list):
-    board = load_board("synthetic", records, metric="fidelity")
+    board = load_board("synthetic", records, kinds(), metric="fidelity")
     kd = row(board, "toy", "kd")
     assert kd["mean"] == pytest.approx(0.92) and kd["higher_is_better"]
     teacher = row(board, "toy", "teacher")
     assert (teacher["status"], teacher["reason"]) == ("n/a", "no test_fidelity logged")
 
 
+SEEDS_X10 = Column("seeds_x10", "seeds ×10", lambda r: f"{r['seeds_x10']}!", terminal=False,
+                   footnote="seeds ×10 = n times ten, loudly.")
+
+
 class _Plugin:
     @hookimpl
-    def kdbench_leaderboard_columns(self, rows: pd.DataFrame) -> dict[str, list]:
-        return {"seeds x10": [n * 10 for n in rows["n"]]}
+    def kdbench_leaderboard_columns(self, rows: pd.DataFrame) -> list[tuple[Column, list]]:
+        return [(SEEDS_X10, [n * 10 for n in rows["n"]])]
 
 
 def _manager(*plugins: object) -> pluggy.PluginManager:
@@ -198,19 +209,33 @@ def _manager(*plugins: object) -> pluggy.PluginManager:
 
 
 def test_plugins_add_columns_through_the_hook(records: list):
-    board = load_board("synthetic", records, hook=_manager(_Plugin()).hook)
-    assert board.extra_columns == ["seeds x10"]
-    assert row(board, "toy", "kd")["seeds x10"] == 30
+    board = load_board("synthetic", records, kinds(), hook=_manager(_Plugin()).hook)
+    assert board.extra_columns == [SEEDS_X10]
+    assert row(board, "toy", "kd")["seeds_x10"] == 30
+    page = markdown.render(board, "stamp")
+    assert "| seeds ×10 |" in page and "| 30! |" in page and "- seeds ×10 = n times ten, loudly." in page
+    assert SEEDS_X10 in columns(board) and SEEDS_X10 not in columns(board, terminal=True)
+    assert SEEDS_X10.footnote in footnotes(board) and SEEDS_X10.footnote not in footnotes(board, terminal=True)
+
+
+def test_a_plugin_column_must_be_a_column_object(records: list):
+    class Named:
+        @hookimpl
+        def kdbench_leaderboard_columns(self) -> dict[str, list]:
+            return {"seeds": [0] * ROWS}  # the hook's old return value
+
+    with pytest.raises(PluginError, match=r"\(kdbench.Column, values\) pairs"):
+        load_board("synthetic", records, kinds(), hook=_manager(Named()).hook)
 
 
 def test_a_plugin_column_may_not_replace_a_built_in_one(records: list):
     class Clash:
         @hookimpl
-        def kdbench_leaderboard_columns(self) -> dict[str, list]:
-            return {"mean": [0] * ROWS}
+        def kdbench_leaderboard_columns(self) -> list[tuple[Column, list]]:
+            return [(Column("mean", "mean"), [0] * ROWS)]
 
     with pytest.raises(PluginError, match="'mean'"):
-        load_board("synthetic", records, hook=_manager(Clash()).hook)
+        load_board("synthetic", records, kinds(), hook=_manager(Clash()).hook)
 
 
 def _record(run: int, teacher: str, student: str, method: str, value: float) -> RunRecord:
@@ -224,7 +249,7 @@ def test_several_teachers_are_each_a_reference_and_the_best_one_sets_the_gap():
     board = load_board("multi", [
         _record(1, "a", "-", "teacher", 0.90), _record(2, "b", "-", "teacher", 0.95),
         _record(3, "-", "s", "student-only", 0.70), _record(4, "a+b", "s", "mtkd", 0.85),
-    ])
+    ], kinds())
     assert list(board.rows["method"]) == ["teacher a", "teacher b", "student-only", "mtkd"]
     assert row(board, "toy", "mtkd")["gap_closed"] == pytest.approx((0.85 - 0.70) / (0.95 - 0.70))
 
@@ -234,19 +259,22 @@ def test_a_kind_s_own_baseline_method_is_the_reference_for_gain_and_gap():
     records = [_record(1, "big", "-", "teacher", 10.0), _record(2, "big", "s", "ddim-n", 50.0),
                _record(3, "big", "s", "progressive", 20.0)]
     for record in records:
-        record.tags["kdbench.higher_is_better"] = "false"
-        record.tags["kdbench.primary_metric"] = "fd"
+        record.tags.update({"kdbench.kind": "denoising", "kdbench.higher_is_better": "false",
+                            "kdbench.primary_metric": "fd"})
         record.metrics["test_fd"] = record.metrics.pop("test_accuracy")
-    board = load_board("steps", records, baselines={"student-only", "ddim-n"})
+    board = load_board("steps", records, kinds())
     assert list(board.rows["role"]) == ["teacher", "baseline", "method"]
     progressive = row(board, "toy", "progressive")
     assert progressive["gain"] == pytest.approx(30.0)  # lower is better: 50 → 20
     assert progressive["gap_closed"] == pytest.approx((50 - 20) / (50 - 10))
-    assert "Rows 'teacher' and 'ddim-n' (the baseline)" in markdown.render(board, "stamp")
-    assert list(load_board("steps", records).rows["role"]) == ["teacher", "method", "method"]
+    assert "Rows 'teacher' and 'ddim-n' (the baseline" in markdown.render(board, "stamp")
+    unloaded = load_board("steps", records, {})  # the kind's plugin is not loaded: shown, nothing to compare with
+    assert list(unloaded.rows["role"]) == ["teacher", "method", "method"]
+    assert unloaded.rows["gain"].isna().all() and unloaded.rows["p_holm"].isna().all()
+    assert row(unloaded, "toy", "progressive")["mean"] == 20.0
 
 
 def test_an_empty_board_still_renders():
-    board = load_board("empty", [])
+    board = load_board("empty", [], kinds())
     assert board.rows.empty and board.cross_task.empty
     assert "| task | teacher |" in markdown.render(board, "stamp")

@@ -33,12 +33,12 @@ def np64(tensor: torch.Tensor) -> np.ndarray:
 
 
 def term(method, name: str, student: ModelOutput, teacher: ModelOutput) -> float:
-    return method.loss(BATCH, student, teacher)[name].item()
+    return method.loss(BATCH, student, [teacher])[name].item()
 
 
 def set_up(method_class, student: ModelOutput, teacher: ModelOutput, **params):
-    method = method_class(tiny_task(), nn.Identity(), None, **params)
-    method.setup(student, teacher)
+    method = method_class(tiny_task(), [], **params)
+    method.setup(student, [teacher])
     return method
 
 
@@ -81,7 +81,7 @@ def test_fitnets_regresses_vectors_with_a_linear_map():
                     teacher_feature="embedding", weight=1.0)
     assert isinstance(method.regressor, nn.Linear)
     expected = ((np64(s) @ np64(method.regressor.weight).T - np64(t)) ** 2).mean()
-    terms = method.loss(BATCH, out(embedding=s), out(embedding=t))
+    terms = method.loss(BATCH, out(embedding=s), [out(embedding=t)])
     assert terms["hint"].item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -120,7 +120,7 @@ def test_at_sums_squared_attention_differences_over_stages_named_alike():
     difference = numpy_attention(np64(student.features["stage2"])) - numpy_attention(
         np64(teacher.features["stage2"]))
     expected = 1000.0 / 2 * (difference**2).mean()
-    assert method.loss(BATCH, student, teacher)["at"].item() == pytest.approx(expected, rel=1e-5)
+    assert method.loss(BATCH, student, [teacher])["at"].item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_at_resizes_the_student_attention_map_to_the_teachers():
@@ -213,7 +213,7 @@ def test_pkt_is_kl_between_cosine_affinity_distributions():
     p_s, p_t = affinities(np64(s)), affinities(np64(t))
     expected = 30000.0 * (p_t * np.log(p_t / p_s)).mean()
     method = set_up(PKT, out(embedding=s), out(embedding=t))
-    terms = method.loss(BATCH, out(embedding=s), out(embedding=t))
+    terms = method.loss(BATCH, out(embedding=s), [out(embedding=t)])
     assert terms["pkt"].item() == pytest.approx(expected, rel=1e-4)
 
 

@@ -13,7 +13,6 @@ from kdbench_methods.cc import CC
 from kdbench_methods.crd import CRD
 from kdbench_methods.rkd import RKD
 from kdbench_methods.sp import SP
-from torch import nn
 
 from kdbench import ModelOutput
 from tests.methods_fixtures import check_loss_trains, one_thread, tiny_task  # noqa: F401
@@ -35,9 +34,9 @@ def out(name: str, value: torch.Tensor) -> ModelOutput:
 
 
 def terms_of(method_class, s: torch.Tensor, t: torch.Tensor, name: str = "embedding", **params):
-    method = method_class(tiny_task(), nn.Identity(), None, **params)
-    method.setup(out(name, s), out(name, t))
-    return method, method.loss(BATCH, out(name, s), out(name, t))
+    method = method_class(tiny_task(), [], **params)
+    method.setup(out(name, s), [out(name, t)])
+    return method, method.loss(BATCH, out(name, s), [out(name, t)])
 
 
 def huber(a: np.ndarray, b: np.ndarray) -> float:
@@ -139,8 +138,8 @@ def test_cc_kernel_tends_to_the_gaussian_rbf_as_the_order_grows():
 # --- crd ----------------------------------------------------------------------------------
 
 def crd_method(s: torch.Tensor, t: torch.Tensor, **params) -> CRD:
-    method = CRD(tiny_task(n=64), nn.Identity(), None, **params)
-    method.setup(out("embedding", s), out("embedding", t))
+    method = CRD(tiny_task(n=64), [], **params)
+    method.setup(out("embedding", s), [out("embedding", t)])
     return method
 
 
@@ -159,7 +158,7 @@ def test_crd_against_an_uninformative_bank_is_log_of_the_candidate_count():
     unit = F.normalize(torch.ones(128), dim=0)
     method.bank_student[:] = unit
     method.bank_teacher[:] = unit
-    terms = method.loss(BATCH, out("embedding", s), out("embedding", t))
+    terms = method.loss(BATCH, out("embedding", s), [out("embedding", t)])
     assert terms["crd"].item() == pytest.approx(0.8 * 2 * math.log(64), rel=1e-5)
 
 
@@ -183,7 +182,7 @@ def test_crd_is_infonce_of_each_anchor_against_its_bank_positive_and_the_drawn_n
 
     expected = info_nce(v_s, bank_t) + info_nce(v_t, bank_s)
     torch.manual_seed(123)
-    terms = method.loss(BATCH, out("embedding", s), out("embedding", t))
+    terms = method.loss(BATCH, out("embedding", s), [out("embedding", t)])
     assert terms["crd"].item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -193,7 +192,7 @@ def test_crd_updates_the_banks_with_momentum_at_the_batch_indices_only():
     before = method.bank_student.clone()
     with torch.no_grad():
         fresh = F.normalize(method.embed_student(s), dim=1)
-    method.loss(BATCH, out("embedding", s), out("embedding", t))
+    method.loss(BATCH, out("embedding", s), [out("embedding", t)])
     index = BATCH["index"]
     expected = F.normalize(0.25 * before[index] + 0.75 * fresh, dim=1)
     torch.testing.assert_close(method.bank_student[index], expected)

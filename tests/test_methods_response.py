@@ -15,7 +15,7 @@ from kdbench_methods.multi_teacher import MultiTeacher
 from kdbench_methods.soft_targets import soft_target_loss
 from torch import nn
 
-from kdbench import IncompatibleCombination, ModelOutput
+from kdbench import IncompatibleCombination, ModelOutput, Teacher
 from tests.methods_fixtures import CLASSES, check_loss_trains, one_thread, tiny_task  # noqa: F401
 
 
@@ -41,9 +41,11 @@ def batch_for(labels: torch.Tensor) -> dict:
 
 
 def run(method_class, student, teacher, labels, **params):
-    method = method_class(tiny_task(), nn.Identity(), None, **params)
-    out = teacher if isinstance(teacher, list) else ModelOutput(teacher, {})
-    return method.loss(batch_for(labels), ModelOutput(student, {}), out)
+    outs = teacher if isinstance(teacher, list) else [ModelOutput(teacher, {})]
+    task = tiny_task()
+    handles = [Teacher(task, nn.Identity(), method=method_class.name, needs=method_class.needs, cached=False)]
+    method = method_class(task, handles * len(outs), **params)
+    return method.loss(batch_for(labels), ModelOutput(student, {}), outs)
 
 
 LABELS = torch.tensor([0, 1, 2, 3, 1, 2])
@@ -123,7 +125,7 @@ def test_dkd_weights_its_terms_with_alpha_beta_and_adds_cross_entropy():
 
 
 def test_dkd_warm_up_scales_with_the_run_length():
-    method = DKD(tiny_task(), nn.Identity(), None, warmup=0.25)
+    method = DKD(tiny_task(), [], warmup=0.25)
     method.epochs = 8  # a quarter of 8 epochs: the ramp reaches 1 at epoch 2
     ramps = []
     for epoch in (1, 2, 5):
@@ -132,20 +134,20 @@ def test_dkd_warm_up_scales_with_the_run_length():
     assert ramps == [0.5, 1.0, 1.0]
     method.epochs = 240  # the paper's run: 20 of 240 epochs at the default share
     method.epoch = 1
-    assert DKD(tiny_task(), nn.Identity(), None).warmup * method.epochs == pytest.approx(20.0)
-    off = DKD(tiny_task(), nn.Identity(), None, warmup=0.0)
+    assert DKD(tiny_task(), []).warmup * method.epochs == pytest.approx(20.0)
+    off = DKD(tiny_task(), [], warmup=0.0)
     off.epochs, off.epoch = 8, 1
     assert off.ramp() == 1.0
 
 
 def test_dkd_terms_follow_the_ramp():
     s, t = logits(seed=11), logits(seed=12)
-    method = DKD(tiny_task(), nn.Identity(), None, warmup=0.5)
+    method = DKD(tiny_task(), [], warmup=0.5)
     method.epochs = 4
     halves = {}
     for epoch in (1, 2):
         method.epoch = epoch
-        halves[epoch] = method.loss(batch_for(LABELS), ModelOutput(s, {}), ModelOutput(t, {}))
+        halves[epoch] = method.loss(batch_for(LABELS), ModelOutput(s, {}), [ModelOutput(t, {})])
     for term in ("tckd", "nckd"):
         assert halves[1][term].item() == pytest.approx(0.5 * halves[2][term].item(), rel=1e-6)
     assert halves[1]["task"].item() == pytest.approx(halves[2]["task"].item(), rel=1e-6)
@@ -218,7 +220,9 @@ def test_one_teacher_or_a_zero_weight_reduces_to_kd():
 
 def test_multi_teacher_refuses_a_weight_per_teacher_mismatch():
     with pytest.raises(IncompatibleCombination, match="weights"):
-        MultiTeacher(tiny_task(), nn.Identity(), [nn.Identity()] * 2, weights=[1.0, 1.0, 1.0])
+        task = tiny_task()
+        MultiTeacher(task, [Teacher(task, nn.Identity(), method="multi-teacher", needs="logits", cached=False)] * 2,
+                     weights=[1.0, 1.0, 1.0])
 
 
 # --- all of them --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from kdbench_methods.student_only import StudentOnly
 from kdbench_methods.takd import TAKD
 from torch import nn
 
-from kdbench import TeacherOutputs, TrainContext, train
+from kdbench import Teacher, TrainContext, train
 from tests.methods_fixtures import TinyNet, one_thread, student_net, teacher_net, tiny_task  # noqa: F401
 
 TASK = tiny_task(epochs=2)
@@ -40,13 +40,13 @@ class Recorder:
 
     def context(self, model: nn.Module, method, teacher=None) -> TrainContext:
         return TrainContext(task=TASK, model=model, role="student", recipe=TASK.recipe("student"),
-                            seed=0, method=method, teacher=teacher, build_model=self.build,
+                            seed=0, method=method, teachers=(teacher,) if teacher else (), build_model=self.build,
                             log=self.log, on_epoch=lambda _, metrics: self.epochs.append(metrics))
 
 
 def student_only_weights() -> dict[str, torch.Tensor]:
     model = student_net()
-    return train(Recorder().context(model, StudentOnly(TASK, model, None))).state_dict()
+    return train(Recorder().context(model, StudentOnly(TASK, []))).state_dict()
 
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -65,7 +65,7 @@ def test_dml_with_one_peer_trains_exactly_like_student_only():
     model = student_net()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     recorder = Recorder()
-    trained = train(recorder.context(model, DML(TASK, model, None, peers=1)))
+    trained = train(recorder.context(model, DML(TASK, [], peers=1)))
     assert trained is model and recorder.built == []
     assert changed(trained, initial)
     assert_same_weights(trained.state_dict(), student_only_weights())
@@ -97,7 +97,7 @@ def test_mutual_losses_are_cross_entropy_plus_mean_kl_from_the_other_peers():
 
 def test_dml_trains_every_peer_and_logs_their_validation_metrics():
     model = student_net()
-    method = DML(TASK, model, None, peers=3)
+    method = DML(TASK, [], peers=3)
     recorder = Recorder()
     trained = train(recorder.context(model, method))
     assert trained is model and recorder.built == [None, None]
@@ -117,14 +117,14 @@ def test_dml_trains_every_peer_and_logs_their_validation_metrics():
 
 def test_ban_first_generation_is_the_student_only_baseline():
     model = student_net()
-    trained = train(Recorder().context(model, BAN(TASK, model, None, generations=1)))
+    trained = train(Recorder().context(model, BAN(TASK, [], generations=1)))
     assert_same_weights(trained.state_dict(), student_only_weights())
 
 
 def test_ban_distils_each_generation_from_the_previous_and_logs_each():
     model = student_net()
     recorder = Recorder()
-    trained = train(recorder.context(model, BAN(TASK, model, None, generations=3)))
+    trained = train(recorder.context(model, BAN(TASK, [], generations=3)))
     assert recorder.built == [None, None] and trained is recorder.models[-1]
     for generation in (1, 2, 3):
         assert recorder.logged[f"gen{generation}_val_accuracy"] == [1, 2]
@@ -136,10 +136,10 @@ def test_ban_distils_each_generation_from_the_previous_and_logs_each():
 # --- takd ---------------------------------------------------------------------------------
 
 def test_takd_distils_the_assistant_from_the_teacher_then_the_student_from_the_assistant():
-    teacher = TeacherOutputs(TASK, teacher_net(), cached=True)
+    teacher = Teacher(TASK, teacher_net(), method="takd", needs="logits", cached=True)
     model = student_net()
     recorder = Recorder()
-    trained = train(recorder.context(model, TAKD(TASK, model, None, assistant="mid-net"), teacher))
+    trained = train(recorder.context(model, TAKD(TASK, [teacher], assistant="mid-net"), teacher))
     assert trained is model and recorder.built == ["mid-net"]
     assert recorder.logged["assistant_val_accuracy"] == [1, 2]
     assert len(recorder.epochs) == 2
@@ -148,10 +148,10 @@ def test_takd_distils_the_assistant_from_the_teacher_then_the_student_from_the_a
     by_hand = Recorder()
     student_net()  # leaves the RNG where the TAKD run built its assistant
     assistant = by_hand.build("mid-net")
-    assistant = train(by_hand.context(assistant, KD(TASK, assistant, None), teacher))
+    assistant = train(by_hand.context(assistant, KD(TASK, [teacher]), teacher))
     reference = student_net()
-    reference = train(by_hand.context(reference, KD(TASK, reference, None),
-                                      TeacherOutputs(TASK, assistant, cached=True)))
+    frozen = Teacher(TASK, assistant, method="kd", needs="logits", cached=True)
+    reference = train(by_hand.context(reference, KD(TASK, [frozen]), frozen))
     assert_same_weights(trained.state_dict(), reference.state_dict())
 
 

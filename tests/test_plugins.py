@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
 import sys
 import textwrap
 import warnings
@@ -10,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from kdbench import hookspecs
+import kdbench
+from kdbench import UserError, hookspecs
 from kdbench.errors import PluginError
 from kdbench.registry import Registry
+from tests.conftest import BUILT_IN_PLUGINS
 
 METHOD_PLUGIN = """
 import torch
@@ -26,7 +30,7 @@ class Echo(Method):
     scheme = "none"
     needs = "none"
 
-    def loss(self, batch, student, teacher):
+    def loss(self, batch, student, teachers):
         return {{"task": self.task.loss(student.output, batch)}}
 
 
@@ -52,20 +56,20 @@ def test_every_hook_is_documented():
             assert parameter in doc, f"hook {spec.__name__}: parameter '{parameter}' is not documented"
 
 
-def test_built_in_plugins_load_through_entry_points():
+def test_built_in_plugins_load_through_entry_points(entry_point_plugins):
     registry = Registry.load()
     assert registry.methods.plugins["kd"] == "methods"
     assert registry.tasks.plugins["digits"] == "vision"
     assert "hinton-mlp-1200" in registry.teachers and "hinton-mlp-800" in registry.students
 
 
-def test_autoload_can_be_switched_off(monkeypatch):
+def test_autoload_can_be_switched_off(entry_point_plugins, monkeypatch):
     monkeypatch.setenv("KDBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
     registry = Registry.load()
     assert registry.methods.names() == [] and registry.tasks.names() == []
 
 
-def test_allow_list_restricts_entry_points(monkeypatch):
+def test_allow_list_restricts_entry_points(entry_point_plugins, monkeypatch):
     monkeypatch.setenv("KDBENCH_PLUGINS", "methods")
     registry = Registry.load()
     assert "kd" in registry.methods and registry.tasks.names() == []
@@ -122,7 +126,7 @@ def test_missing_plugin_file(cli):
     assert code == 2 and "--plugin nope.py: no such file" in err
 
 
-def test_broken_entry_point_warns_and_others_still_load(monkeypatch):
+def test_broken_entry_point_warns_and_others_still_load(entry_point_plugins, monkeypatch):
     import importlib.metadata as metadata
 
     real = metadata.entry_points
@@ -164,12 +168,72 @@ def test_hook_implementation_may_take_a_subset_of_arguments(isolated: Path, cli,
                 out.write(f"epoch {{epoch}}\\n")
 
         @hookimpl
-        def kdbench_run_end(config, status):
+        def kdbench_run_end(run, status):
             with open({str(seen)!r}, "a") as out:
-                out.write(f"end {{config['role']}} {{status}}\\n")
+                out.write(f"end {{run.role}} {{run.model.name}} {{run.method and run.method.name}} seed {{run.seed}} "
+                          f"{{run.recipe.epochs}} {{len(run.run_id)}} {{status}}\\n")
     """))
     code, _, err = cli("run", tiny_suite(methods="[student-only]"), "--plugin", path)
     assert code == 0, err
     lines = seen.read_text().splitlines()
     assert lines.count("epoch 1") == 2  # the teacher's and the student's single epoch
-    assert "end teacher FINISHED" in lines and "end student FINISHED" in lines
+    # the typed run: role, model, method, seed, recipe and its MLflow run id (32 hex digits)
+    assert "end teacher hinton-mlp-1200 None seed 0 1 32 FINISHED" in lines
+    assert "end student mlp-30 student-only seed 0 1 32 FINISHED" in lines
+
+
+@pytest.fixture
+def installed_plugin(isolated: Path, monkeypatch: pytest.MonkeyPatch):
+    """A distribution installed on ``sys.path`` whose ``kdbench`` entry point 'intruder' registers a method of that
+    name: what a third-party plugin in the test environment looks like to importlib.metadata."""
+    site = isolated / "site"
+    info = site / "kdbench_intruder-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kdbench-intruder\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[kdbench]\nintruder = intruder_plugin\n")
+    plugin_file(site, "intruder_plugin", "intruder")
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    sys.modules.pop("intruder_plugin", None)
+
+
+def test_an_installed_plugin_stays_out_of_the_test_session(installed_plugin: Path):
+    registry = Registry.load()
+    built_ins = {entry.partition("=")[0] for entry in BUILT_IN_PLUGINS.split(",")}
+    assert {name for name, _ in registry.manager.list_name_plugin()} == built_ins
+    assert "intruder" not in registry.methods and "intruder_plugin" not in sys.modules
+    # the environment reaches a process a test starts, as it reaches executors' workers
+    listing = subprocess.run([sys.executable, "-m", "kdbench.cli", "list", "methods"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(installed_plugin)}, check=True)
+    assert " kd " in listing.stdout and "intruder" not in listing.stdout
+
+
+def test_an_installed_plugin_loads_when_a_test_asks_for_entry_points(installed_plugin: Path, entry_point_plugins):
+    registry = Registry.load()
+    assert registry.methods.plugins["intruder"] == "intruder" and registry.methods.plugins["kd"] == "methods"
+
+
+def test_listed_plugins_are_named_as_listed_and_obey_the_allow_list(monkeypatch):
+    monkeypatch.setenv("KDBENCH_LOAD_PLUGINS", "vision=kdbench_vision, kdbench_methods")
+    registry = Registry.load()
+    assert registry.tasks.plugins["digits"] == "vision" and registry.methods.plugins["kd"] == "kdbench_methods"
+    monkeypatch.setenv("KDBENCH_PLUGINS", "kdbench_methods")
+    registry = Registry.load()
+    assert "kd" in registry.methods and registry.tasks.names() == []
+
+
+def test_a_listed_plugin_that_cannot_be_imported_is_an_error(monkeypatch):
+    monkeypatch.setenv("KDBENCH_LOAD_PLUGINS", "gone=kdbench_no_such_module")
+    with pytest.raises(PluginError, match='Error importing plugin "kdbench_no_such_module"'):
+        Registry.load()
+
+
+def test_a_dataset_is_found_by_name_among_the_loaded_plugins(monkeypatch):
+    from kdbench_diffusion.mnist import build_mnist_diffusion
+
+    registry = Registry.load()
+    assert registry.datasets.plugins["mnist"] == "vision" and kdbench.dataset("mnist") == registry.datasets.get("mnist")
+    monkeypatch.setenv("KDBENCH_PLUGINS", "methods")  # no plugin declares mnist
+    with pytest.raises(UserError) as error:
+        build_mnist_diffusion()
+    assert str(error.value) == "unknown dataset 'mnist' (known: none)"

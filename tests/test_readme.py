@@ -41,7 +41,7 @@ def test_one_file_plugin_runs_as_written(isolated: Path, cli):
     assert all(0.5 < r.data.metrics["test_accuracy"] <= 1 for r in runs)
 
 
-def test_package_plugin_registers_through_the_entry_point(isolated: Path):
+def test_package_plugin_registers_through_the_entry_point(isolated: Path, entry_point_plugins):
     found = examples()
     package = isolated / "kdbench-logit-mse"
     package.mkdir()

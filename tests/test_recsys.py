@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
 import torch
 from kdbench_recsys.cd import CD, sampling_odds
-from kdbench_recsys.columns import secondary_columns
 from kdbench_recsys.de import DE, DistillationExperts
-from kdbench_recsys.distillation import BPR_PAIR, RankingDistillation, positions
+from kdbench_recsys.distillation import RankingDistillation
 from kdbench_recsys.metrics import ranking_metrics, target_rank, top_overlap
 from kdbench_recsys.models import MatrixFactorisation
 from kdbench_recsys.movielens import build_ml100k, load_ratings
@@ -20,9 +18,10 @@ from kdbench_recsys.rrd import RRD, relaxed_ranking_loss
 from kdbench_recsys.score_kd import ScoreKD
 from kdbench_recsys.split import Interactions, leave_last_out
 from kdbench_recsys.task import RankingTask
+from kdbench_recsys.view import BPR_PAIR, RankingView, positions
 from torch import nn
 
-from kdbench import ModelOutput, Recipe, TeacherOutputs, TrainContext, UserError, call_model, train
+from kdbench import ModelOutput, Recipe, Teacher, TrainContext, UserError, call_model, train
 from tests.conftest import REPO
 
 RECIPE = Recipe(epochs=1, batch_size=8, optimizer="adam", lr=0.01, schedule="constant")
@@ -238,22 +237,22 @@ def test_each_method_trains_with_finite_losses_that_reach_the_student(method: ty
     teacher = MatrixFactorisation(4, 12, dim=8)
     student = MatrixFactorisation(4, 12, dim=2)
     small = {RD: {"K": 3}, RRD: {"K": 2, "L": 2, "N": 4}, CD: {"samples": 3}}.get(method, {})
-    distiller = method(task, student, teacher, **small)
+    handle = Teacher(task, teacher, method=method.name, needs=method.needs, cached=False)
+    distiller = method(task, [handle], **small)
     before = student.users.weight.detach().clone()
     logged = {}
     context = TrainContext(task=task, model=student, role="student", recipe=RECIPE.updated({"epochs": 2}), seed=0,
-                           method=distiller, teacher=TeacherOutputs(task, teacher, cached=False),
-                           on_epoch=lambda epoch, metrics: logged.update(metrics))
+                           method=distiller, teachers=(handle,), on_epoch=lambda epoch, metrics: logged.update(metrics))
     train(context)
     terms = {k for k in logged if k.startswith("train_loss_")}
     assert len(terms) == 2 and all(math.isfinite(logged[k]) for k in terms)
     assert not torch.equal(before, student.users.weight)
     # every term, on its own, has a finite, non-zero gradient for the student
-    batch = distiller.extend(next(task.batches("train", RECIPE, torch.Generator().manual_seed(0))),
-                             distiller.draw(torch.Generator().manual_seed(0)))
+    view = RankingView(context, torch.Generator().manual_seed(0))
+    view.epoch_start(1)
+    batch = view.batch(next(task.batches("train", RECIPE, torch.Generator().manual_seed(0))))
     assert batch["items"].shape[1] > BPR_PAIR or method is ScoreKD
-    for name, term in distiller.loss(batch, call_model(student, task.model_input(batch, "student")),
-                                     distiller.teacher_output(batch)).items():
+    for name, term in distiller.loss(batch, view.student(batch), view.teachers(batch)).items():
         student.zero_grad()
         term.backward(retain_graph=True)
         grads = torch.cat([p.grad.flatten() for p in student.parameters()])
@@ -266,7 +265,7 @@ def test_one_expert_is_a_plain_reconstruction_and_the_temperature_anneals():
     student, teacher = torch.randn(4, 2), torch.randn(4, 3)
     expected = (experts.experts[0](student) - teacher).pow(2).sum(1).mean()
     assert experts(student, teacher, temperature=0.5).item() == pytest.approx(expected.item())
-    method = DE(toy_task(), MatrixFactorisation(4, 12, 2), MatrixFactorisation(4, 12, 8), final_temperature=0.01)
+    method = DE(toy_task(), [], final_temperature=0.01)
     method.epochs = 3
     temperatures = []
     for epoch in (1, 2, 3):
@@ -279,17 +278,17 @@ def test_de_trains_its_experts_with_the_student_and_every_term_reaches_both():
     task = toy_task()
     torch.manual_seed(0)
     teacher, student = MatrixFactorisation(4, 12, dim=8), MatrixFactorisation(4, 12, dim=2)
-    distiller = DE(task, student, teacher)
+    handle = Teacher(task, teacher, method="de", needs="features", cached=False)
+    distiller = DE(task, [handle])
     logged = {}
     context = TrainContext(task=task, model=student, role="student", recipe=RECIPE.updated({"epochs": 2}), seed=0,
-                           method=distiller, teacher=TeacherOutputs(task, teacher, cached=False),
-                           on_epoch=lambda epoch, metrics: logged.update(metrics))
+                           method=distiller, teachers=(handle,), on_epoch=lambda epoch, metrics: logged.update(metrics))
     train(context)
     assert math.isfinite(logged["train_loss_task"]) and math.isfinite(logged["train_loss_de"])
     assert sum(p.numel() for p in distiller.parameters()) > 0  # the experts, counted as the method's extras
     batch = next(task.batches("train", RECIPE, torch.Generator().manual_seed(0)))
     terms = distiller.loss(batch, call_model(student, task.model_input(batch, "student")),
-                           call_model(teacher, task.model_input(batch, "teacher")))
+                           [call_model(teacher, task.model_input(batch, "teacher"))])
     terms["de"].backward()
     for reached in (student.users.weight, student.items.weight, distiller.users.selector.weight,
                     distiller.items.experts[0][0].weight):
@@ -301,14 +300,53 @@ def test_de_trains_its_experts_with_the_student_and_every_term_reaches_both():
 # ----------------------------------------------------------------------------------------
 
 
-def test_secondary_columns_are_mean_and_std_over_each_rows_runs():
-    runs = pd.DataFrame({"run_id": ["a", "b", "c"], "test_recall_10": [0.1, 0.3, 0.5],
-                         "test_sampled99_ndcg_10": [0.2, 0.4, float("nan")]})
-    rows = pd.DataFrame({"run_ids": [["a", "b"], ["c"], []]})
-    columns = secondary_columns(runs, rows)
-    assert columns == {"recall@10": ["0.2000 ± 0.1414", "0.5000", ""],
-                       "sampled-99 ndcg@10": ["0.3000 ± 0.1414", "", ""]}
-    assert secondary_columns(pd.DataFrame({"run_id": ["a"], "test_accuracy": [0.9]}), rows) is None
+def _ranking_run(run: int, method: str, metrics: dict[str, float], skipped: bool = False):
+    from kdbench.tracking import RunRecord
+
+    tags = {"kdbench.task": "ml-100k", "kdbench.kind": "ranking", "kdbench.teacher": "bpr-mf-200",
+            "kdbench.student": "bpr-mf-10", "kdbench.method": method, "kdbench.variant": method,
+            "kdbench.role": "distill", "kdbench.seed": str(run), "kdbench.config_hash": f"{method}/{run}",
+            "kdbench.checkpoint": "final", "kdbench.primary_metric": "ndcg_10", "kdbench.higher_is_better": "true",
+            **({"kdbench.skipped": "not today"} if skipped else {})}
+    return RunRecord(f"{method}-{run}", "FINISHED", tags, metrics, {}, run, run)
+
+
+def test_the_ranking_kind_shows_recall_mrr_and_the_sampled_metrics_as_mean_and_std_columns():
+    """(0.1, 0.3): mean 0.2, sample std √0.02 = 0.1414; one seed shows its value alone."""
+    from kdbench.leaderboard.board import load_board
+    from kdbench.leaderboard.columns import columns
+    from kdbench.registry import Registry
+
+    kinds = Registry.load().kinds.entries
+    board = load_board("recsys", [
+        _ranking_run(0, "rd", {"test_ndcg_10": 0.1, "test_recall_10": 0.1, "test_sampled99_ndcg_10": 0.2}),
+        _ranking_run(1, "rd", {"test_ndcg_10": 0.1, "test_recall_10": 0.3, "test_sampled99_ndcg_10": 0.4}),
+        _ranking_run(0, "cd", {"test_ndcg_10": 0.1, "test_recall_10": 0.5}),
+        _ranking_run(0, "de", {}, skipped=True),
+    ], kinds)
+    shown = {column.header: column for column in columns(board)}
+    assert {"recall@10", "sampled-99 ndcg@10"} <= set(shown)
+    assert not {"mrr@10", "sampled-99 hr@10", "sampled-499 ndcg@10", "sampled-499 hr@10"} & set(shown)  # none logged
+    rows = board.rows.set_index("method")
+    cells = {header: [shown[header].cell(rows.loc[method]) for method in ("rd", "cd", "de")]
+             for header in ("recall@10", "sampled-99 ndcg@10")}
+    assert cells == {"recall@10": ["0.2000 ± 0.1414", "0.5000", ""], "sampled-99 ndcg@10": ["0.3000 ± 0.1414", "", ""]}
+    declared = [column.header for column in columns(load_board("none", [], kinds))]
+    assert "recall@10" not in declared  # no ranking task on the board: no ranking columns
+    assert [metric.label for metric in kinds["ranking"].columns()] == [
+        "fidelity", "recall@10", "mrr@10", "sampled-99 ndcg@10", "sampled-99 hr@10", "sampled-499 ndcg@10",
+        "sampled-499 hr@10"]
+
+
+def test_every_metric_the_ranking_task_logs_has_a_declared_direction():
+    from kdbench.registry import Registry
+
+    ranking = Registry.load().kinds.entries["ranking"]
+    task = toy_task(sampled=(3, 5))
+    model = FixedScores(torch.randn(4, 12, generator=torch.Generator().manual_seed(0)))
+    logged = task.evaluate(model, "test", "student", reference=model)
+    assert "fidelity" in logged and "sampled5_mrr_10" in logged
+    assert {name: ranking.metric(name).higher_is_better for name in logged} == dict.fromkeys(logged, True)
 
 
 def test_plugin_registers_and_suites_validate():

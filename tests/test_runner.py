@@ -19,7 +19,7 @@ class Flaky(Method):
     kinds = ("classification",)
     needs = "logits"
 
-    def loss(self, batch, student, teacher):
+    def loss(self, batch, student, teachers):
         if os.path.exists({flag!r}):
             raise RuntimeError("flaky method failed on purpose")
         return {{"task": self.task.loss(student.output, batch)}}
@@ -31,7 +31,7 @@ class Diverges(Method):
     kinds = ("classification",)
     needs = "logits"
 
-    def loss(self, batch, student, teacher):
+    def loss(self, batch, student, teachers):
         return {{"task": self.task.loss(student.output, batch) * math.nan}}
 
 
@@ -40,7 +40,7 @@ class RankingOnly(Method):
     name = "ranking-only"
     kinds = ("ranking",)
 
-    def loss(self, batch, student, teacher):
+    def loss(self, batch, student, teachers):
         raise AssertionError("never called")
 
 
@@ -229,8 +229,8 @@ def test_ctrl_c_marks_the_current_run_killed_prints_the_summary_and_resumes(isol
         from kdbench import hookimpl
 
         @hookimpl
-        def kdbench_epoch_end(config):
-            if config["role"] == "distill":
+        def kdbench_epoch_end(run):
+            if run.role == "distill":
                 raise KeyboardInterrupt
     """))
     suite = tiny_suite(methods="[student-only, kd]")

@@ -3,21 +3,21 @@
 Only FINISHED runs that trained something are averaged. Skipped combinations become n/a
 rows with their reason; runs that failed or were killed never enter a mean and are
 listed apart, unless a later run of the same config finished (then they are history).
+Each row also carries the metrics its task's kind shows as columns, over the same seeds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
-from kdbench.leaderboard.metrics import higher_is_better
+from kdbench.kind import Kind
+from kdbench.leaderboard.metrics import MODEL_STATS, higher_is_better
 from kdbench.leaderboard.statistics import spread
 from kdbench.tracking import RunRecord
 
 GROUP = ["task", "teacher", "student", "method"]
-BASELINE = "student-only"
-"""The baseline method when the registry is not asked (``Registry.baselines`` names them all)."""
-
-MODEL_STATS = ("params", "flops", "latency_ms")
 UNFINISHED = ("FAILED", "KILLED")
 
 
@@ -32,6 +32,7 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
             "status": "N/A" if "kdbench.skipped" in tags else record.status,
             "reason": tags.get("kdbench.skipped") or tags.get("kdbench.error", ""),
             "task": tags.get("kdbench.task", "?"),
+            "kind": tags.get("kdbench.kind", "?"),
             "teacher": tags.get("kdbench.teacher", "-"),
             "student": tags.get("kdbench.student", "-"),
             "method": tags.get("kdbench.variant") or tags.get("kdbench.method", "?"),
@@ -68,15 +69,18 @@ def _unfinished(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["status"].isin(UNFINISHED) & ~frame["config_hash"].isin(done)]
 
 
-def summary(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+def summary(frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: str | None = None) -> pd.DataFrame:
     """Per (task, teacher, student, method): the reported metric's spread over seeds.
 
-    The metric is ``metric`` when the suite sets one, else each run's primary metric.
+    The metric is ``metric`` when the suite sets one, else each run's primary metric; its
+    direction is the task's or its kind's word (``metrics.higher_is_better``).
     Combinations with no usable seed are kept, with status 'n/a' (skipped) or 'failed'
     and the reason, so a method never silently vanishes from the table.
     """
-    columns = [*GROUP, "base_method", "role", "status", "reason", "metric", "higher_is_better", "n",
-               "mean", "std", "ci_low", "ci_high", "values", "fidelity", *MODEL_STATS, "run_ids"]
+    shown = [] if frame.empty else _shown_metrics(kinds, frame["kind"])
+    columns = [*GROUP, "kind", "base_method", "role", "status", "reason", "metric", "higher_is_better", "n",
+               "mean", "std", "ci_low", "ci_high", "values",
+               *[field for name in shown for field in metric_fields(name)], *MODEL_STATS, "run_ids"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     runs = pd.concat([current(frame), _unfinished(frame)])
@@ -85,7 +89,8 @@ def summary(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
         trained = group[group["status"] == "FINISHED"]
         first = group.iloc[0]
         name = metric or first["primary_metric"]
-        higher = higher_is_better(name, first["primary_metric"], first["higher_is_better"])
+        higher = higher_is_better(name, first["kind"], kinds, first["primary_metric"], first["higher_is_better"])
+        kind = kinds.get(first["kind"])
         column = f"test_{name}"
         values = trained[column].dropna().tolist() if column in trained else []
         status, reason = "ok", ""
@@ -98,6 +103,7 @@ def summary(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
         seeds = spread(values)
         rows.append({
             **dict(zip(GROUP, key, strict=True)),
+            "kind": first["kind"],
             "base_method": first["base_method"],
             "role": first["role"],
             "status": status,
@@ -110,11 +116,33 @@ def summary(frame: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
             "ci_low": seeds.ci_low,
             "ci_high": seeds.ci_high,
             "values": values,
-            "fidelity": _mean(trained, "test_fidelity"),
+            **_seed_metrics(trained, kind),
             **{stat: _mean(trained, stat) for stat in MODEL_STATS},
             "run_ids": trained["run_id"].tolist(),
         })
     return pd.DataFrame(rows, columns=columns)
+
+
+def metric_fields(name: str) -> tuple[str, str]:
+    """The row fields of a metric a kind shows as a column: its mean and std over the row's seeds."""
+    return f"test_{name}", f"test_{name}_std"
+
+
+def _shown_metrics(kinds: Mapping[str, Kind], present: pd.Series) -> list[str]:
+    """The column metrics of the kinds the runs have, each name once, in declaration order."""
+    found = set(present)
+    names = [metric.name for name, kind in kinds.items() if name in found for metric in kind.columns()]
+    return list(dict.fromkeys(names))
+
+
+def _seed_metrics(trained: pd.DataFrame, kind: Kind | None) -> dict[str, float]:
+    """The kind's column metrics over the same seeds as the reported metric, so a row's columns agree."""
+    fields: dict[str, float] = {}
+    for metric in kind.columns() if kind is not None else ():
+        column = f"test_{metric.name}"
+        seeds = spread(trained[column].dropna().tolist() if column in trained else [])
+        fields.update(zip(metric_fields(metric.name), (seeds.mean, seeds.std), strict=True))
+    return fields
 
 
 def checkpoints(frame: pd.DataFrame) -> list[str]:

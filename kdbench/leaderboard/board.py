@@ -1,31 +1,31 @@
 """A suite's leaderboard: rows grouped by (task, teacher, student), with their references.
 
-Each group holds the teacher and the baseline (student-only, or the kind's own baseline
-method, e.g. ddim-n for step distillation) as reference rows, then every
+Each group holds the teacher and the baseline (the method its task's kind declares:
+student-only, or e.g. ddim-n for step distillation) as reference rows, then every
 method that distilled that student from that teacher, plus methods that need no
 teacher (they ran once per (task, student) and are repeated in each of its groups).
 The teacher and baseline are matched by what the runs' tags hold: teacher runs by
 (task, teacher name), baseline runs by (task, student), since neither has a partner.
+Significance is tested against the kind's reference method (plain KD of that kind); a
+task whose kind no loaded plugin declares still shows, with neither baseline nor reference.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
 import pluggy
 
 from kdbench.errors import PluginError
+from kdbench.kind import Kind
 from kdbench.leaderboard import aggregate
-from kdbench.leaderboard.aggregate import BASELINE
+from kdbench.leaderboard.columns import Column
 from kdbench.leaderboard.statistics import ALPHA, NAN, gap_closed, holm, seed_noise, welch_p
 from kdbench.suite import PaperAnchor
 from kdbench.tracking import RunRecord
-
-REFERENCE_METHOD = "kd"
-"""Significance is tested against this variant: plain Hinton KD, the method to beat."""
 
 NO_MODEL = "-"
 ROW_ORDER = {"teacher": 0, "baseline": 1, "method": 2}
@@ -45,7 +45,10 @@ class Board:
     checkpoints: list[str]
     commits: list[str]
     """The kdbench commits that produced the runs."""
-    extra_columns: list[str] = field(default_factory=list)
+    kinds: dict[str, Kind] = field(default_factory=dict)
+    """The declared kinds of the board's tasks, in registration order (baselines, references,
+    the kinds' metric columns)."""
+    extra_columns: list[Column] = field(default_factory=list)
     """Columns added by plugins through ``kdbench_leaderboard_columns``."""
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
     """The runs averaged into the rows, one per seed (what plugins' column and plot hooks see)."""
@@ -55,27 +58,27 @@ class Board:
         return [rows for _, rows in self.rows.groupby(["task", "teacher", "student"], sort=False)]
 
 
-def load_board(suite: str, records: list[RunRecord], metric: str | None = None,
-               anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None,
-               baselines: Collection[str] = (BASELINE,)) -> Board:
+def load_board(suite: str, records: list[RunRecord], kinds: Mapping[str, Kind], metric: str | None = None,
+               anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None) -> Board:
     """The board of one suite from its MLflow runs (see ``build``)."""
-    return build(suite, aggregate.runs_frame(records), metric, anchors, hook, baselines)
+    return build(suite, aggregate.runs_frame(records), kinds, metric, anchors, hook)
 
 
-def build(suite: str, frame: pd.DataFrame, metric: str | None = None,
-          anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None,
-          baselines: Collection[str] = (BASELINE,)) -> Board:
-    """Aggregate runs into a board; ``hook`` is the plugin manager's hook relay, if any;
-    ``baselines`` names the methods whose rows are the baseline (``Registry.baselines``)."""
-    stats = aggregate.summary(frame, metric)
-    groups = [_group(stats, key, anchors, baselines) for key in _group_keys(stats)]
+def build(suite: str, frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: str | None = None,
+          anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None) -> Board:
+    """Aggregate runs into a board; ``kinds`` are the declared kinds by name
+    (``Registry.kinds.entries``), ``hook`` is the plugin manager's hook relay, if any."""
+    stats = aggregate.summary(frame, kinds, metric)
+    groups = [_group(stats, key, anchors, kinds) for key in _group_keys(stats)]
     rows = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame(columns=stats.columns)
     runs = aggregate.current(frame) if not frame.empty else frame
     extra = _plugin_columns(hook, runs, rows)
+    present = set(stats["kind"])
     return Board(
         suite=suite, rows=rows, failures=aggregate.failures(frame), cross_task=cross_task(rows),
-        checkpoints=aggregate.checkpoints(frame), extra_columns=extra, runs=runs,
+        checkpoints=aggregate.checkpoints(frame),
         commits=sorted(set(frame["commit"]) - {""}) if not frame.empty else [],
+        kinds={name: kind for name, kind in kinds.items() if name in present}, extra_columns=extra, runs=runs,
     )
 
 
@@ -96,10 +99,12 @@ def _group_keys(stats: pd.DataFrame) -> list[tuple[str, str, str]]:
 
 
 def _group(stats: pd.DataFrame, key: tuple[str, str, str],
-           anchors: Sequence[PaperAnchor], baselines: Collection[str]) -> pd.DataFrame:
+           anchors: Sequence[PaperAnchor], kinds: Mapping[str, Kind]) -> pd.DataFrame:
     task, teacher, student = key
     names = teacher.split("+")
     ours = stats[stats["task"] == task]
+    kind = kinds.get(ours["kind"].iloc[0])
+    baseline, reference = (kind.baseline, kind.reference) if kind is not None else (None, None)
     teachers = ours[(ours["role"] == "teacher") & ours["teacher"].isin(names)].copy()
     single = len(names) == 1
     teachers["method"] = ["teacher" if single else f"teacher {n}" for n in teachers["teacher"]]
@@ -108,10 +113,10 @@ def _group(stats: pd.DataFrame, key: tuple[str, str, str],
     distilled = (ours["role"] == "distill") & (ours["teacher"] == teacher)
     learns = (ours["role"] == "student") | distilled
     students = ours[(ours["student"] == student) & learns].copy()
-    students["role"] = ["baseline" if m in baselines else "method" for m in students["base_method"]]
+    students["role"] = ["baseline" if m == baseline else "method" for m in students["base_method"]]
     _add_paper(students, anchors, task, students["method"], [teacher] * len(students), student)
     rows = pd.concat([teachers, students], ignore_index=True)
-    rows = rows.assign(teacher=teacher, student=student)
+    rows = rows.assign(teacher=teacher, student=student, reference=reference or "")
     rows = _compare(rows)
     rows["order"] = rows["role"].map(ROW_ORDER)
     rows["unranked"] = rows["rank"].isna()
@@ -141,11 +146,13 @@ def _best(rows: pd.DataFrame) -> pd.Series | None:
 
 
 def _compare(rows: pd.DataFrame) -> pd.DataFrame:
-    """Gain, gap closed, significance against plain KD, size and speed against the teacher, rank."""
+    """Gain, gap closed, significance against the reference (the kind's plain KD), size and
+    speed against the teacher, rank. ``rows["reference"]`` names the reference variant."""
     ok = rows["status"] == "ok"
+    is_reference = (rows["method"] == rows["reference"]) & (rows["role"] == "method")
     teacher = _best(rows[rows["role"] == "teacher"])
     baseline = _best(rows[rows["role"] == "baseline"])
-    reference = _best(rows[(rows["method"] == REFERENCE_METHOD) & (rows["role"] == "method")])
+    reference = _best(rows[is_reference])
     sign = rows["higher_is_better"].map(lambda higher: 1.0 if higher else -1.0)
     method = (rows["role"] == "method") & ok
 
@@ -161,12 +168,12 @@ def _compare(rows: pd.DataFrame) -> pd.DataFrame:
             for r, m in zip(rows.itertuples(), method, strict=True)
         ]
 
-    tested = ok & (rows["role"] != "teacher") & (rows["method"] != REFERENCE_METHOD)
-    rows["p_vs_kd"] = [
+    tested = ok & (rows["role"] != "teacher") & ~is_reference
+    rows["p_vs_reference"] = [
         welch_p(values, reference["values"]) if test and reference is not None else NAN
         for values, test in zip(rows["values"], tested, strict=True)
     ]
-    rows["p_holm"] = holm(rows["p_vs_kd"].tolist())
+    rows["p_holm"] = holm(rows["p_vs_reference"].tolist())
     rows["significant"] = rows["p_holm"].map(lambda p: None if math.isnan(p) else bool(p < ALPHA))
 
     for stat, ratio in (("params", "compression"), ("latency_ms", "speedup")):
@@ -199,21 +206,25 @@ def cross_task(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _plugin_columns(hook: pluggy.HookRelay | None, runs: pd.DataFrame,
-                    rows: pd.DataFrame) -> list[str]:
+                    rows: pd.DataFrame) -> list[Column]:
     """Add the columns plugins return from ``kdbench_leaderboard_columns``, in load order."""
     if hook is None or rows.empty:
         return []
-    added: list[str] = []
+    added: list[Column] = []
     for result in reversed(hook.kdbench_leaderboard_columns(runs=runs, rows=rows.copy())):
-        for name, values in (result or {}).items():
-            where = f"leaderboard column '{name}' from a plugin"
-            if name in rows.columns:
+        for pair in result or []:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], Column)):
+                raise PluginError("a plugin's leaderboard columns are (kdbench.Column, values) pairs, "
+                                  f"not {type(pair).__name__} {str(pair)[:40]!r}")
+            column, values = pair
+            where = f"leaderboard column '{column.key}' from a plugin"
+            if column.key in rows.columns:
                 raise PluginError(f"{where} is already a column")
             if len(values) != len(rows):
                 raise PluginError(f"{where} has {len(values)} values for {len(rows)} rows")
             if isinstance(values, pd.Series):
-                rows[name] = values.reindex(rows.index)
+                rows[column.key] = values.reindex(rows.index)
             else:
-                rows[name] = pd.Series(list(values), index=rows.index)
-            added.append(name)
+                rows[column.key] = pd.Series(list(values), index=rows.index)
+            added.append(column)
     return added

@@ -2,47 +2,29 @@
 
 The terminal, markdown and HTML tables are drawn from this one list, so a column's
 header, its formatting and the rule in the footer cannot drift apart between outputs.
+The metric columns a task kind declares and the columns plugins add are ``Column``s too,
+drawn by the same rules.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from kdbench.leaderboard.aggregate import BASELINE
-from kdbench.leaderboard.board import REFERENCE_METHOD, Board
+from kdbench.kind import Kind, Metric
+from kdbench.leaderboard.aggregate import metric_fields
+from kdbench.leaderboard.column import Column, missing, plain
 from kdbench.leaderboard.metrics import digits
 from kdbench.leaderboard.statistics import ALPHA, CONFIDENCE
+
+if TYPE_CHECKING:
+    from kdbench.leaderboard.board import Board
 
 NA = "n/a"
 BEATS_TEACHER = "†"
 SIGNIFICANT = "*"
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    """The row field the column shows, and sorts by."""
-    header: str
-    text: Callable[[pd.Series], str]
-    numeric: bool = True
-    optional: bool = False
-    """Hidden when no row has a value (paper anchors, fidelity, plugin columns)."""
-    terminal: bool = True
-    """Shown in the terminal, where width is scarce and each group is its own table."""
-    always: bool = False
-    """Filled in rows without a result too (names, status, reason); other cells stay blank."""
-
-    def cell(self, row: pd.Series) -> str:
-        return self.text(row) if self.always or row["status"] == "ok" else ""
-
-
-def missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def number(value: Any, places: int) -> str:
@@ -95,7 +77,7 @@ def _gap(row: pd.Series) -> str:
 
 
 def _p(row: pd.Series) -> str:
-    if row["method"] == REFERENCE_METHOD and row["role"] == "method":
+    if row["method"] == row["reference"] and row["role"] == "method":
         return "ref"
     if row["role"] == "teacher" or row["status"] != "ok":
         return ""
@@ -114,21 +96,11 @@ def _rank(row: pd.Series) -> str:
     return "" if missing(row["rank"]) else str(int(row["rank"]))
 
 
-def _plain(key: str) -> Callable[[pd.Series], str]:
-    def text(row: pd.Series) -> str:
-        value = row[key]
-        if missing(value):
-            return ""
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    return text
-
-
 COLUMNS: list[Column] = [
-    Column("task", "task", _plain("task"), numeric=False, terminal=False, always=True),
-    Column("teacher", "teacher", _plain("teacher"), numeric=False, terminal=False, always=True),
-    Column("student", "student", _plain("student"), numeric=False, terminal=False, always=True),
-    Column("method", "method", _plain("method"), numeric=False, always=True),
+    Column("task", "task", plain("task"), numeric=False, terminal=False, always=True),
+    Column("teacher", "teacher", plain("teacher"), numeric=False, terminal=False, always=True),
+    Column("student", "student", plain("student"), numeric=False, terminal=False, always=True),
+    Column("method", "method", plain("method"), numeric=False, always=True),
     Column("metric", "metric", metric_label, numeric=False, terminal=False, always=True),
     Column("mean", "reproduced", _reproduced, always=True),
     Column("paper", "paper", _paper, optional=True, always=True),
@@ -136,30 +108,56 @@ COLUMNS: list[Column] = [
     Column("ci_low", f"{CONFIDENCE:.0%} CI", _ci, terminal=False),
     Column("gain", "gain", _gain),
     Column("gap_closed", "gap closed", _gap),
-    Column("p_holm", "p vs kd", _p),
-    Column("fidelity", "fidelity", _plain("fidelity"), optional=True),
+    Column("p_holm", "p vs ref", _p),
     Column("params", "params", lambda r: si(r["params"])),
     Column("flops", "FLOPs", lambda r: si(r["flops"]), terminal=False),
     Column("latency_ms", "latency ms", lambda r: number(r["latency_ms"], 3)),
     Column("compression", "compression", lambda r: times(r["compression"])),
     Column("speedup", "speed-up", lambda r: times(r["speedup"])),
     Column("rank", "rank", _rank),
-    Column("reason", "note", _plain("reason"), numeric=False, optional=True, terminal=False,
+    Column("reason", "note", plain("reason"), numeric=False, optional=True, terminal=False,
            always=True),
 ]
 
 
+KIND_COLUMNS_AFTER = next(i for i, column in enumerate(COLUMNS) if column.key == "p_holm") + 1
+"""Where the kinds' metric columns go: with the statistics, before size and speed."""
+
+
 def columns(board: Board, terminal: bool = False) -> list[Column]:
-    """The columns to draw: built-ins with a value somewhere, then the plugins' columns."""
-    extra = [
-        Column(name, name, _plain(name), optional=True,
-               numeric=pd.api.types.is_numeric_dtype(board.rows[name]))
-        for name in board.extra_columns
-    ]
+    """The columns to draw: built-ins and the kinds' metrics with a value somewhere, then the plugins'."""
+    own = [*COLUMNS[:KIND_COLUMNS_AFTER], *kind_columns(board.kinds.values()), *COLUMNS[KIND_COLUMNS_AFTER:]]
     return [
-        column for column in [*COLUMNS, *extra]
+        column for column in [*own, *board.extra_columns]
         if (column.terminal or not terminal) and not (column.optional and _empty(board, column))
     ]
+
+
+def kind_columns(kinds: Iterable[Kind]) -> list[Column]:
+    """A column per metric the kinds label, shared by kinds that label the same metric
+    (headed by the first one's label, the footnote saying what it is in each)."""
+    labelled: dict[str, list[tuple[Kind, Metric]]] = {}
+    for kind in kinds:
+        for metric in kind.columns():
+            labelled.setdefault(metric.name, []).append((kind, metric))
+    return [
+        Column(metric_fields(name)[0], found[0][1].label, _over_seeds(name), optional=True,
+               footnote=f"{found[0][1].label} = " + "; ".join(
+                   f"{metric.description or metric.name} ({kind.name})" for kind, metric in found)
+               + ": mean ± sample std over the row's seeds.")
+        for name, found in labelled.items()
+    ]
+
+
+def _over_seeds(name: str) -> Callable[[pd.Series], str]:
+    mean, std = metric_fields(name)
+
+    def text(row: pd.Series) -> str:
+        if missing(row[mean]):
+            return ""
+        return f"{row[mean]:.4f}" + ("" if missing(row[std]) else f" ± {row[std]:.4f}")
+
+    return text
 
 
 def _empty(board: Board, column: Column) -> bool:
@@ -182,32 +180,38 @@ def title(board: Board) -> str:
 
 
 def baseline_names(rows: pd.DataFrame) -> str:
-    """The baseline rows' method names, as the footnotes and plots call them."""
+    """The baseline rows' method names, as the footnotes and plots call them ('' without any)."""
     names = sorted(set(rows.loc[rows["role"] == "baseline", "method"])) if not rows.empty else []
-    return "', '".join(names) or BASELINE
+    return "', '".join(names)
 
 
-def footnotes(board: Board) -> list[str]:
-    """The definitions a reader needs to trust the numbers, shown under every table."""
-    baseline = baseline_names(board.rows)
+def footnotes(board: Board, terminal: bool = False) -> list[str]:
+    """The definitions a reader needs to trust the numbers, shown under every table; a column's
+    own footnote only where the column is shown (``terminal``: as ``columns`` takes it)."""
+    declared = sorted({kind.baseline for kind in board.kinds.values() if kind.baseline})
+    baseline = baseline_names(board.rows) or "', '".join(declared) or "baseline"
+    references = ", ".join(f"'{kind.reference}' ({kind.name})" for kind in board.kinds.values() if kind.reference)
+    against = f": against {references};" if references else "; no kind here declares one;"
     notes = [
         f"Checkpoint: {checkpoint_rule(board)}. reproduced = mean ± sample std (ddof 1) over n "
         f"seeds; {CONFIDENCE:.0%} CI from Student's t with n − 1 degrees of freedom. "
         "↑/↓: higher/lower is better.",
-        f"Rows 'teacher' and '{baseline}' (the baseline) are the references. Teacher-free methods "
-        "(student-only among them) are matched to every pair by (task, student).",
+        f"Rows 'teacher' and '{baseline}' (the baseline its task's kind declares) are the references. "
+        "Teacher-free methods (a student-only baseline among them) are matched to every pair by "
+        "(task, student).",
         f"gain = improvement over {baseline} in the metric's units; positive is better for ↑ "
         "and ↓ metrics alike.",
         f"gap closed = (method − {baseline}) / (teacher − {baseline}), both taken in the "
         f"better direction; n/a when the teacher is not ahead of {baseline} by more than the "
         "pooled seed std √((s_teacher² + s_baseline²) / 2) (a single-seed reference counts as 0).",
-        f"p vs kd = Welch's two-sided t-test of the method's seeds against plain "
-        f"'{REFERENCE_METHOD}', Holm-corrected across the methods of each (task, teacher, "
-        f"student) group; {SIGNIFICANT} = p < {ALPHA}; n/a with fewer than 2 seeds on a side, "
-        "or no plain kd in the group.",
+        "p vs ref = Welch's two-sided t-test of the method's seeds against its task kind's "
+        f"reference method (the row marked 'ref'){against} Holm-corrected across the methods of "
+        f"each (task, teacher, student) group; {SIGNIFICANT} = p < {ALPHA}; n/a with fewer than 2 "
+        "seeds on a side, or no reference in the group.",
         "compression = teacher params / params; speed-up = teacher CPU latency / latency "
         "(median single-sample forward); with several teachers, the best-scoring one is the "
         "reference. rank: within the group, teacher excluded.",
+        *[column.footnote for column in columns(board, terminal) if column.footnote],
     ]
     if board.commits:
         notes.append("Runs were produced by kdbench commit " + ", ".join(board.commits) + ".")

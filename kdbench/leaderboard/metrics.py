@@ -1,20 +1,20 @@
-"""What kdbench knows about metric names: which way is better, and how many digits to show.
+"""What the leaderboard knows about a metric: which way is better, and how many digits to show.
 
-This is the one place that knowledge lives. A run's ``kdbench.higher_is_better`` tag is
-authoritative for its task's primary metric (the task said so); every other metric a
-suite may report instead (``metric: errors``), and the model stats, go by name here.
+The task's kind declares the direction of every metric its tasks report (``kdbench_kinds``);
+a run's ``kdbench.higher_is_better`` tag is authoritative for its task's primary metric (the
+task said so), and the model stats are the core's own. Nothing is guessed from a name: a
+metric nobody declares is an error, not a coin toss.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 
-LOWER_IS_BETTER = frozenset({
-    "errors", "error", "nll", "ece", "fid", "latency", "params", "flops", "loss", "mse", "mae",
-    "rmse", "distance",
-})
-"""Words in a metric's name that make a smaller value better: ``test_errors``, ``fid_like``,
-``chamfer_distance``, ``latency_ms``. Whole words only: ``fidelity`` is not ``fid``."""
+from kdbench.errors import UserError
+from kdbench.kind import Kind
+
+MODEL_STATS = ("params", "flops", "latency_ms")
+"""What the runner measures of every model; smaller is better for each."""
 
 COUNTS = frozenset({"errors"})
 """Metrics that count things: shown with one decimal, as their seed means are not whole."""
@@ -28,17 +28,24 @@ def bare(metric: str) -> str:
     return metric
 
 
-def higher_is_better(metric: str, primary_metric: str = "",
+def higher_is_better(metric: str, kind: str, kinds: Mapping[str, Kind], primary_metric: str = "",
                      primary_higher: bool | None = None) -> bool:
-    """Whether a larger value of ``metric`` is better.
+    """Whether a larger value of ``metric``, reported by a task of ``kind``, is better.
 
-    ``primary_higher`` is the task's own word (the run tag) and applies only when
-    ``metric`` is the task's primary metric; otherwise the name decides.
+    ``primary_higher`` is the task's own word (the run tag) and applies only when ``metric``
+    is the task's primary metric; otherwise the declaration in ``kinds[kind]`` decides.
     """
     name = bare(metric)
     if primary_higher is not None and name == bare(primary_metric):
         return primary_higher
-    return LOWER_IS_BETTER.isdisjoint(re.split(r"[^a-z0-9]+", name.lower()))
+    if name in MODEL_STATS:
+        return False
+    declared = kinds[kind].metric(name) if kind in kinds else None
+    if declared is None:
+        whose = (f"kind '{kind}' declares no such metric" if kind in kinds
+                 else f"kind '{kind}' is declared by no loaded plugin")
+        raise UserError(f"metric '{name}' has no declared direction: {whose} (kdbench_kinds)")
+    return declared.higher_is_better
 
 
 def digits(metric: str) -> int:

@@ -7,14 +7,14 @@ and without creating an empty store as a side effect of looking.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pluggy
 
 from kdbench.errors import UserError
-from kdbench.leaderboard.aggregate import BASELINE
+from kdbench.kind import Kind
 from kdbench.leaderboard.board import Board, load_board
 from kdbench.suite import Suite
 from kdbench.tracking import Tracker, default_tracking_uri
@@ -32,9 +32,10 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(path)
 
 
-def read(suite: Suite, tracking_uri: str | None, hook: pluggy.HookRelay | None = None,
-         baselines: Collection[str] = (BASELINE,)) -> tuple[Board, Tracker]:
-    """The suite's board and the tracker it came from (plots read histories through it)."""
+def read(suite: Suite, tracking_uri: str | None, kinds: Mapping[str, Kind],
+         hook: pluggy.HookRelay | None = None) -> tuple[Board, Tracker]:
+    """The suite's board and the tracker it came from (plots read histories through it);
+    ``kinds`` and ``hook`` are as ``load_board`` takes them."""
     uri = tracking_uri or default_tracking_uri()
     database = sqlite_path(uri)
     if database is not None and not database.is_file():
@@ -43,4 +44,4 @@ def read(suite: Suite, tracking_uri: str | None, hook: pluggy.HookRelay | None =
     records = tracker.runs()
     if not records:
         raise UserError(f"no runs of suite '{suite.name}' in {uri}; run it first")
-    return load_board(suite.name, records, suite.metric, suite.paper, hook, baselines), tracker
+    return load_board(suite.name, records, kinds, suite.metric, suite.paper, hook), tracker

@@ -4,8 +4,9 @@ Tasks ``mnist-diffusion`` (MNIST padded to 32×32, scored by Fréchet distance a
 MNIST classifier's features) and ``toy-8gaussians`` (2-D, exact likelihood). Teachers and
 students ``unet-mnist`` (diffusers UNet2DModel) and ``mlp-points``. Methods ``ddim-n`` (the
 undistilled teacher at N DDIM steps: the baseline), ``progressive`` (Salimans & Ho 2022) and
-``consistency`` (Song et al. 2023). The plugin also adds the per-N Fréchet distance columns to
-leaderboards and their Fréchet-distance-against-N plot, and draws sample grids as each run's pictures (see ``grids``).
+``consistency`` (Song et al. 2023). The plugin declares the ``denoising`` kind (ddim-n its baseline,
+progressive its reference), adds the per-N Fréchet distance columns to leaderboards and their
+Fréchet-distance-against-N plot, and draws sample grids as each run's pictures (see ``grids``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from kdbench import Method, ModelSpec, TaskSpec, hookimpl
+from kdbench import Column, Kind, Method, Metric, ModelSpec, TaskSpec, hookimpl
 from kdbench_diffusion.columns import fd_columns
 from kdbench_diffusion.consistency import Consistency
 from kdbench_diffusion.ddim_n import DDIMN
@@ -54,8 +55,34 @@ def kdbench_methods() -> list[type[Method]]:
     return [DDIMN, Progressive, Consistency]
 
 
+DENOISING = Kind(
+    "denoising", baseline="ddim-n", reference="progressive",
+    metrics=(
+        Metric("fd", higher_is_better=False, description="Fréchet distance to the test set at the primary step count"),
+        Metric("kid", higher_is_better=False, description="KID on the task's features at the primary step count"),
+        Metric("fd_n*", higher_is_better=False, description="Fréchet distance at N sampling steps"),
+        Metric("kid_n*", higher_is_better=False, description="KID at N sampling steps"),
+        Metric("confidence*", higher_is_better=True, description="the MNIST classifier's confidence in the samples"),
+        Metric("nll*", higher_is_better=False, description="the toy's exact negative log-likelihood of the samples"),
+        Metric("sample_ms*", higher_is_better=False, description="CPU milliseconds per sample"),
+        Metric("steps", higher_is_better=False, description="the step count of fd and kid (a setting, not a score)"),
+        Metric("feature_net_accuracy", higher_is_better=True,
+               description="test accuracy of the frozen feature network (the yardstick, not a result)"),
+        Metric("feature_net_*", higher_is_better=False,
+               description="the frozen feature network's fingerprint (its weights' hash): not a score"),
+    ),
+    description="Step distillation: the quality of a sampler's samples at N steps. The baseline is the "
+                "teacher itself sampled with N DDIM steps; progressive distillation is the reference.",
+)
+
+
 @hookimpl
-def kdbench_leaderboard_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any] | None:
+def kdbench_kinds() -> list[Kind]:
+    return [DENOISING]
+
+
+@hookimpl
+def kdbench_leaderboard_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> list[tuple[Column, list[str]]] | None:
     return fd_columns(runs, rows)
 
 

@@ -9,13 +9,18 @@ with KID, the classifier's confidence in the samples and the CPU time per sample
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pandas as pd
 
+from kdbench import Column
+
 PER_STEPS = re.compile(r"^test_fd_n(\d+)$")
-AT_ROW_STEPS = {"kid": "test_kid_n{}", "confidence": "test_confidence_n{}", "ms/sample": "test_sample_ms_n{}"}
-"""Columns taken at each row's own step count N, from the run metric named by the pattern."""
+AT_ROW_STEPS = {
+    "kid": ("test_kid_n{}", "KID of the samples"),
+    "confidence": ("test_confidence_n{}", "the MNIST classifier's mean top-class probability on the samples"),
+    "ms/sample": ("test_sample_ms_n{}", "CPU wall time per sample, batched, on the run's threads"),
+}
+"""Columns taken at each row's own step count N: the run metric named by the pattern, and what it is."""
 
 
 def step_counts(runs: pd.DataFrame) -> list[int]:
@@ -34,12 +39,16 @@ def fd_by_steps(ours: pd.DataFrame, counts: list[int]) -> dict[int, pd.Series]:
     return {n: values for n, values in found.items() if not values.empty}
 
 
-def fd_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any] | None:
+def fd_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> list[tuple[Column, list[str]]] | None:
     counts = step_counts(runs)
     if not counts:
         return None
     by_id = runs.set_index("run_id")
     columns: dict[str, list[str]] = {"N": [], **{f"fd n{n}": [] for n in counts}, **{k: [] for k in AT_ROW_STEPS}}
+    notes = {"N": "N = the sampling steps of the row's reported fd (the task's primary count; the teacher's own)",
+             f"fd n{counts[0]}": "fd nN = Fréchet distance of the row's samples at N steps, mean ± std over seeds",
+             **{name: f"{name} = {what} at the row's N, mean ± std over seeds"
+                for name, (_, what) in AT_ROW_STEPS.items()}}
     for run_ids in rows["run_ids"]:
         ours = row_runs(by_id, run_ids)
         steps = ours["test_steps"].dropna().unique() if "test_steps" in ours else []
@@ -48,10 +57,11 @@ def fd_columns(runs: pd.DataFrame, rows: pd.DataFrame) -> dict[str, Any] | None:
         found = fd_by_steps(ours, counts)
         for n in counts:
             columns[f"fd n{n}"].append(_spread(found.get(n, pd.Series(dtype=float))))
-        for name, pattern in AT_ROW_STEPS.items():
+        for name, (pattern, _) in AT_ROW_STEPS.items():
             key = pattern.format(own)
             columns[name].append(_spread(ours[key].dropna()) if own is not None and key in ours else "")
-    return columns
+    return [(Column(name, name, optional=True, footnote=notes.get(name, "")), values)
+            for name, values in columns.items()]
 
 
 def _spread(values: pd.Series) -> str:

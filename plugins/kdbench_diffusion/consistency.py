@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import copy
 import math
-from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
-from kdbench import Method, TrainContext
+from kdbench import Batch, Method, ModelOutput
 from kdbench_diffusion.frechet import freeze
-from kdbench_diffusion.loop import clean_batches, optimise
 from kdbench_diffusion.sampling import Sampler
-from kdbench_diffusion.schedule import TIMESTEPS, alpha_sigma, boundary_scalings, ddim_step, predict_x0
+from kdbench_diffusion.schedule import TIMESTEPS, boundary_scalings, ddim_step, predict_x0
+from kdbench_diffusion.view import TimestepView
 
 DISTANCES = ("l2", "pseudo-huber")
 
@@ -26,9 +25,14 @@ def consistency_function(network: nn.Module, x_t: torch.Tensor, t: torch.Tensor)
     at t ≤ 0 c_skip = 1 and c_out = 0, so f is the identity on clean data (the boundary condition).
     """
     t = t.clamp(min=0)
+    return boundary_map(x_t, network(x_t, t).output, t)
+
+
+def boundary_map(x_t: torch.Tensor, prediction: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The consistency function given the network's v-prediction at (x_t, t), t ≥ 0."""
     c_skip, c_out = boundary_scalings(t)
     shape = (-1,) + (1,) * (x_t.dim() - 1)
-    return c_skip.view(shape) * x_t + c_out.view(shape) * predict_x0(x_t, network(x_t, t).output, t)
+    return c_skip.view(shape) * x_t + c_out.view(shape) * predict_x0(x_t, prediction, t)
 
 
 def distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
@@ -39,23 +43,6 @@ def distance(a: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
         return difference.pow(2).mean()
     c = 0.00054 * math.sqrt(difference.shape[1])
     return ((difference.pow(2).sum(1) + c * c).sqrt() - c).mean()
-
-
-def consistency_loss(teacher: nn.Module, student: nn.Module, target: nn.Module, intervals: int, kind: str,
-                     x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """d(f_θ(x_{t_{n+1}}, t_{n+1}), f_θ⁻(x̂_{t_n}, t_n)), x̂_{t_n} one teacher DDIM step from x_{t_{n+1}} (Algorithm 2).
-
-    Adjacent times are neighbours on the ``intervals``-step grid t_n = n·1024/intervals − 1
-    (t_0 = −1: clean data), the grid LCMScheduler samples on; the weighting λ(t) is 1.
-    """
-    gap = TIMESTEPS // intervals
-    t = torch.randint(1, intervals + 1, (len(x0),), generator=generator) * gap - 1
-    alpha, sigma = alpha_sigma(t, x0)
-    x_t = alpha * x0 + sigma * torch.randn(x0.shape, generator=generator)
-    with torch.no_grad():
-        earlier = ddim_step(x_t, teacher(x_t, t).output, t, t - gap)
-        goal = consistency_function(target, earlier, t - gap)
-    return distance(consistency_function(student, x_t, t), goal, kind)
 
 
 class Consistency(Method):
@@ -72,7 +59,8 @@ class Consistency(Method):
     name = "consistency"
     kinds = ("denoising",)
     scheme = "offline"
-    needs = "logits"
+    needs = "model"
+    view = TimestepView
     defaults = {"iterations": 1000, "intervals": 32, "ema": 0.95, "distance": "l2"}
 
     @classmethod
@@ -86,21 +74,41 @@ class Consistency(Method):
         if params["distance"] not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {params['distance']!r}")
 
-    def fit(self, context: TrainContext) -> nn.Module:
-        task, teacher, student = context.task, context.teacher.model, context.model
-        if max(task.info["steps"]) > self.intervals:
+    def timesteps(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        """Times t_{n+1} on the ``intervals``-step grid t_n = n·1024/intervals − 1 (t_0 = −1: clean data),
+        the grid LCMScheduler samples on."""
+        gap = TIMESTEPS // self.intervals
+        return torch.randint(1, self.intervals + 1, (count,), generator=generator) * gap - 1
+
+    def prepare_student(self, student: nn.Module) -> None:
+        if max(self.task.info["steps"]) > self.intervals:
             raise ValueError(f"consistency: intervals ({self.intervals}) must be ≥ the most sampling steps")
-        student.load_state_dict(teacher.state_dict())
-        target = freeze(copy.deepcopy(student))
-        generator = context.generator()
-        torch.manual_seed(context.seed)
+        student.load_state_dict(self.teachers[0].model.state_dict())
+        self.target = freeze(copy.deepcopy(student))
 
-        @torch.no_grad()
-        def update_target() -> None:
-            for slow, fast in zip(target.parameters(), student.parameters(), strict=True):
-                slow.lerp_(fast, 1 - self.ema)
+    def train(self, mode: bool = True) -> Consistency:
+        super().train(mode)
+        if hasattr(self, "target"):
+            self.target.eval()  # θ⁻ is never trained: it follows θ by its average
+        return self
 
-        loss = partial(consistency_loss, teacher, student, target, self.intervals, self.distance)
-        optimise(context, student, loss, self.iterations, clean_batches(task, context, generator), generator,
-                 "", after_step=update_target)
-        return Sampler(target, "consistency", task.info["steps"], grid=self.intervals)
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        """d(f_θ(x_{t_{n+1}}, t_{n+1}), f_θ⁻(x̂_{t_n}, t_n)), x̂_{t_n} one teacher DDIM step from x_{t_{n+1}}
+        (Algorithm 2; the weighting λ(t) is 1)."""
+        x_t, t = batch["x"], batch["t"]
+        gap = TIMESTEPS // self.intervals
+        with torch.no_grad():
+            earlier = ddim_step(x_t, teachers[0].output, t, t - gap)
+            goal = consistency_function(self.target, earlier, t - gap)
+        return {"consistency": distance(boundary_map(x_t, student.output, t), goal, self.distance)}
+
+    @torch.no_grad()
+    def after_step(self, student: nn.Module) -> None:
+        for slow, fast in zip(self.target.parameters(), student.parameters(), strict=True):
+            slow.lerp_(fast, 1 - self.ema)
+
+    def train_steps(self) -> int:
+        return self.iterations
+
+    def trained(self, student: nn.Module) -> nn.Module:
+        return Sampler(self.target, "consistency", self.task.info["steps"], grid=self.intervals)

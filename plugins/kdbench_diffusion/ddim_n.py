@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from kdbench import Method, TrainContext
+from kdbench import Method
 from kdbench_diffusion.sampling import Sampler
 
 
@@ -12,14 +12,17 @@ class DDIMN(Method):
     """No training: the teacher itself, sampled with deterministic DDIM at each of the task's step counts.
 
     The row every step-distillation method is measured against (the "student-only" of the
-    denoising kind): what fewer steps cost without any distillation.
+    denoising kind): what fewer steps cost without any distillation. It samples the teacher
+    network itself, so it needs the model, not only outputs.
     """
 
     name = "ddim-n"
     kinds = ("denoising",)
     scheme = "offline"
-    needs = "logits"
-    baseline = True
+    needs = "model"
 
-    def fit(self, context: TrainContext) -> nn.Module:
-        return Sampler(context.teacher.model, "ddim", context.task.info["steps"])
+    def train_steps(self) -> int:
+        return 0
+
+    def trained(self, student: nn.Module) -> nn.Module:
+        return Sampler(self.teachers[0].model, "ddim", self.task.info["steps"])

@@ -1,4 +1,5 @@
-"""MNIST for diffusion: the canonical IDX files (through the vision plugin's reader), padded to 32×32 in [−1, 1]."""
+"""MNIST for diffusion: the canonical IDX files of the ``mnist`` dataset (declared by the vision plugin, found by
+name so that the files are declared once), padded to 32×32 in [−1, 1]."""
 
 from __future__ import annotations
 
@@ -6,20 +7,18 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from kdbench_vision.mnist import MNIST_FILES, read_idx
 
-from kdbench import DatasetSpec, Recipe
+from kdbench import Recipe, dataset, read_idx
 from kdbench_diffusion.classifier import accuracy, confidence, load_classifier, weights_sha256
 from kdbench_diffusion.frechet import SampleQuality, freeze
 from kdbench_diffusion.task import DenoisingTask
 
-SPEC = DatasetSpec("mnist", MNIST_FILES)
-
 
 def load_split(prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Images as (n, 1, 32, 32) floats in [−1, 1] (two background pixels on each side), and labels."""
-    images = torch.from_numpy(read_idx(str(SPEC.path(f"{prefix}-images-idx3-ubyte.gz"))).copy())
-    labels = torch.from_numpy(read_idx(str(SPEC.path(f"{prefix}-labels-idx1-ubyte.gz"))).astype("int64"))
+    spec = dataset("mnist")
+    images = torch.from_numpy(read_idx(spec.path(f"{prefix}-images-idx3-ubyte.gz")).copy())
+    labels = torch.from_numpy(read_idx(spec.path(f"{prefix}-labels-idx1-ubyte.gz")).astype("int64"))
     scaled = images.float().unsqueeze(1) / 127.5 - 1
     return F.pad(scaled, (2, 2, 2, 2), value=-1.0), labels
 

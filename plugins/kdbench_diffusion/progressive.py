@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import copy
-from functools import partial
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from kdbench import Method, Task, TrainContext
+from kdbench import Batch, BatchStream, Method, Task, TrainContext, run_training
 from kdbench_diffusion.frechet import freeze
-from kdbench_diffusion.loop import clean_batches, optimise
 from kdbench_diffusion.sampling import Sampler
 from kdbench_diffusion.schedule import TIMESTEPS, alpha_sigma, ddim_step, grid, predict_x0
 
@@ -65,7 +64,7 @@ class Progressive(Method):
     name = "progressive"
     kinds = ("denoising",)
     scheme = "offline"
-    needs = "logits"
+    needs = "model"
     defaults = {"stage_iterations": 200}
 
     @classmethod
@@ -76,17 +75,15 @@ class Progressive(Method):
     def fit(self, context: TrainContext) -> nn.Module:
         task: Task = context.task
         info = task.info
-        teacher, student = context.teacher.model, context.model
+        teacher, student = self.teachers[0].model, context.model
         student.load_state_dict(teacher.state_dict())
-        generator = context.generator()
-        torch.manual_seed(context.seed)
-        batches = clean_batches(task, context, generator)
+        stream = BatchStream.for_run(context)  # one stream: each stage goes on where the last stopped
         noise = torch.randn((MATCH_SAMPLES, *info["input_shape"]), generator=torch.Generator().manual_seed(MATCH_SEED))
         steps, stage, kept = info["teacher_steps"], 0, None
+        rounds: list[float] = []  # the run's train_loss curve, through every stage
         while steps > min(info["steps"]):
             steps, stage = steps // 2, stage + 1
-            loss = partial(progressive_loss, teacher, student, steps)
-            final = optimise(context, student, loss, self.stage_iterations, batches, generator, f"stage{stage}_")
+            final = self._stage(context, stream, teacher, student, steps, stage, rounds)
             context.log({"stage_steps": steps, "stage_loss": final,
                          "stage_gap": stage_gap(teacher, student, steps, noise)}, stage)
             if steps == info["primary_steps"]:
@@ -96,3 +93,18 @@ class Progressive(Method):
                 context.log({f"test_{k}": v for k, v in metrics.items() if k.endswith(f"_n{steps}")}, None)
             teacher = freeze(copy.deepcopy(student))
         return Sampler(kept, "ddim", (info["primary_steps"],))
+
+    def _stage(self, context: TrainContext, stream: BatchStream, teacher: nn.Module, student: nn.Module,
+               steps: int, stage: int, rounds: list[float]) -> float:
+        """Train the ``steps``-step student on its 2N-step teacher; return its last round's mean loss."""
+
+        def step(batch: Batch) -> dict[str, torch.Tensor]:
+            return {"progressive": progressive_loss(teacher, student, steps, batch["x0"], stream.generator)}
+
+        def on_round(epoch: int, metrics: dict[str, float]) -> None:
+            rounds.append(metrics["train_loss"])
+            context.log({f"stage{stage}_loss": metrics["train_loss"]}, epoch)
+            context.on_epoch(len(rounds), metrics)
+
+        run_training(replace(context, on_epoch=on_round), step, steps=self.stage_iterations, stream=stream)
+        return rounds[-1]

@@ -32,9 +32,8 @@ class GLNN(WholeGraphMethod):
         if not 0 <= params["lamb"] <= 1:
             raise ValueError(f"lamb must lie in [0, 1], got {params['lamb']}")
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         soft = F.kl_div(student.output.log_softmax(1), teacher.output.log_softmax(1),
                         reduction="batchmean", log_target=True)
         return {"task": self.lamb * self.labelled(batch, student), "glnn": (1 - self.lamb) * soft}

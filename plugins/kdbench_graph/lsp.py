@@ -62,9 +62,8 @@ class LSP(WholeGraphMethod):
         if params["scale"] <= 0:
             raise ValueError(f"scale must be positive, got {params['scale']}")
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         divergence = lsp_divergence(student.features[self.student_feature],
                                     teacher.features[self.teacher_feature], batch["edge_index"],
                                     self.scale)

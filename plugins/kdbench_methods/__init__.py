@@ -3,11 +3,13 @@
 Response-based: kd, kd-reverse, dkd, dist, ls-kd, multi-teacher. Feature-based: fitnets, at,
 nst, vid. Relation-based: pkt, rkd, sp, cc, crd. Training schemes: dml (online peers), ban
 (self-distillation over generations), takd (teacher assistant). Baseline: student-only.
+The plugin declares the ``classification`` kind its methods are written for (the vision,
+speech and graph plugins offer its tasks): student-only is its baseline, plain kd its reference.
 """
 
 from __future__ import annotations
 
-from kdbench import Method, hookimpl
+from kdbench import Kind, Method, Metric, hookimpl
 from kdbench_methods.at import AT
 from kdbench_methods.ban import BAN
 from kdbench_methods.cc import CC
@@ -33,3 +35,22 @@ from kdbench_methods.vid import VID
 def kdbench_methods() -> list[type[Method]]:
     return [StudentOnly, KD, ReverseKD, DKD, DIST, LSKD, MultiTeacher, FitNets, AT, NST, VID, PKT,
             RKD, SP, CC, CRD, DML, BAN, TAKD]
+
+
+CLASSIFICATION = Kind(
+    "classification", baseline="student-only", reference="kd",
+    metrics=(
+        Metric("accuracy", higher_is_better=True, description="top-1 accuracy on the test split"),
+        Metric("errors", higher_is_better=False, description="misclassified test samples"),
+        Metric("nll", higher_is_better=False, description="negative log-likelihood of the labels"),
+        Metric("ece", higher_is_better=False, description="expected calibration error, 15 bins"),
+        Metric("fidelity", higher_is_better=True, label="fidelity",
+               description="top-1 agreement with the teacher"),
+    ),
+    description="Labels from inputs (images, audio, graph nodes); the metrics of ClassificationTask.",
+)
+
+
+@hookimpl
+def kdbench_kinds() -> list[Kind]:
+    return [CLASSIFICATION]

@@ -38,12 +38,12 @@ class AT(Method):
         if params["p"] <= 0:
             raise ValueError(f"p must be positive, got {params['p']}")
 
-    def setup(self, student_out: ModelOutput, teacher_out: ModelOutput | None) -> None:
+    def setup(self, student_out: ModelOutput, teachers_out: list[ModelOutput]) -> None:
+        teacher_out = teachers_out[0]
         self.stages = shared_maps(student_out, teacher_out)
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         transfer = torch.zeros(())
         for name in self.stages:
             target = teacher.features[name]

@@ -53,7 +53,8 @@ class CRD(Method):
         if params["weight"] < 0:
             raise ValueError(f"weight must not be negative, got {params['weight']}")
 
-    def setup(self, student_out: ModelOutput, teacher_out: ModelOutput | None) -> None:
+    def setup(self, student_out: ModelOutput, teachers_out: list[ModelOutput]) -> None:
+        teacher_out = teachers_out[0]
         s, t = feature_pair(student_out, teacher_out, self.student_feature, self.teacher_feature)
         self.embed_student = nn.Linear(s.flatten(1).shape[1], self.dim)
         self.embed_teacher = nn.Linear(t.flatten(1).shape[1], self.dim)
@@ -61,8 +62,8 @@ class CRD(Method):
         self.register_buffer("bank_student", F.normalize(torch.randn(size, self.dim), dim=1))
         self.register_buffer("bank_teacher", F.normalize(torch.randn(size, self.dim), dim=1))
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         s, t = feature_pair(student, teacher, self.student_feature, self.teacher_feature)
         v_s = F.normalize(self.embed_student(s.flatten(1)), dim=1)
         v_t = F.normalize(self.embed_teacher(t.flatten(1)), dim=1)

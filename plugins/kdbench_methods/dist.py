@@ -41,9 +41,8 @@ class DIST(Method):
             if params[key] < 0:
                 raise ValueError(f"{key} must not be negative, got {params[key]}")
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         p_s = (student.output / self.tau).softmax(1)
         p_t = (teacher.output / self.tau).softmax(1)
         scale = self.tau**2

@@ -67,9 +67,8 @@ class DKD(Method):
         length = self.warmup * self.epochs
         return min(self.epoch / length, 1.0) if length > 0 else 1.0
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         tckd, nckd = decoupled_kd(student.output, teacher.output, batch["y"], self.T)
         ramp = self.ramp()
         return {

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench import Batch, Method, Task, TrainContext, UserError, call_model, run_epochs
+from kdbench import Batch, Method, Task, TrainContext, UserError, call_model, run_training
 from kdbench_methods.soft_targets import soft_target_loss
 
 
@@ -34,7 +34,7 @@ class DML(Method):
 
     Peer 1 is the run's student and the model returned; the others are built with
     ``context.build_model`` and owned by the method (so they count as its extra parameters).
-    Training goes through the shared epoch loop (recipe, seed, checkpoint rule); the extra
+    Training goes through the core's engine (recipe, seed, checkpoint rule); the extra
     peers' validation metrics are logged each epoch as ``peer{k}_val_…``. With one peer DML
     is the student-only baseline.
     """
@@ -68,4 +68,4 @@ class DML(Method):
                     context.log({f"peer{k}_val_{key}": value for key, value in val.items()}, epoch)
             context.on_epoch(epoch, metrics)
 
-        return run_epochs(replace(context, on_epoch=on_epoch), step)
+        return run_training(replace(context, on_epoch=on_epoch), step)

@@ -33,13 +33,14 @@ class FitNets(Method):
         if params["weight"] < 0:
             raise ValueError(f"weight must not be negative, got {params['weight']}")
 
-    def setup(self, student_out: ModelOutput, teacher_out: ModelOutput | None) -> None:
+    def setup(self, student_out: ModelOutput, teachers_out: list[ModelOutput]) -> None:
+        teacher_out = teachers_out[0]
         guided, hint = feature_pair(student_out, teacher_out, self.student_feature,
                                     self.teacher_feature)
         self.regressor = regressor(guided, hint.shape[1])
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         guided, hint = feature_pair(student, teacher, self.student_feature, self.teacher_feature)
         regressed = self.regressor(guided)
         if hint.dim() == 4:

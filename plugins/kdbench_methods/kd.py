@@ -26,9 +26,8 @@ class KD(Method):
     def validate_params(cls, params: dict[str, Any]) -> None:
         check_soft_target_params(params)
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         soft = soft_target_loss(student.output, teacher.output, self.T, reverse=self.reverse)
         hard = self.task.loss(student.output, batch)
         return {"kd": self.alpha * soft, "task": (1 - self.alpha) * hard}

@@ -38,9 +38,8 @@ class LSKD(Method):
             if params[key] < 0:
                 raise ValueError(f"{key} must not be negative, got {params[key]}")
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         soft = soft_target_loss(standardise(student.output), standardise(teacher.output), self.T)
         hard = self.task.loss(student.output, batch)
         return {"kd": self.kd_weight * soft, "task": self.ce_weight * hard}

@@ -9,9 +9,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from kdbench import Batch, IncompatibleCombination, Method, ModelOutput, Task
+from kdbench import Batch, IncompatibleCombination, Method, ModelOutput, Task, Teacher
 from kdbench_methods.soft_targets import check_soft_target_params, kl_divergence
 
 
@@ -30,13 +29,12 @@ class MultiTeacher(Method):
     max_teachers = 8
     defaults = {"T": 4.0, "alpha": 0.9, "weights": []}
 
-    def __init__(self, task: Task, student: nn.Module, teacher: nn.Module | list[nn.Module] | None,
-                 **params: Any) -> None:
-        super().__init__(task, student, teacher, **params)
-        if self.weights and isinstance(teacher, list) and len(self.weights) != len(teacher):
+    def __init__(self, task: Task, teachers: list[Teacher], **params: Any) -> None:
+        super().__init__(task, teachers, **params)
+        if self.weights and len(self.weights) != len(teachers):
             raise IncompatibleCombination(
                 f"multi-teacher: weights has {len(self.weights)} entries, the pair "
-                f"{len(teacher)} teachers"
+                f"{len(teachers)} teachers"
             )
 
     @classmethod
@@ -49,12 +47,10 @@ class MultiTeacher(Method):
         if weights and sum(weights) <= 0:
             raise ValueError("weights must not all be zero")
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: list[ModelOutput] | None) -> dict[str, torch.Tensor]:
-        assert teacher
-        weights = torch.tensor(self.weights or [1.0] * len(teacher))
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        weights = torch.tensor(self.weights or [1.0] * len(teachers))
         log_weights = (weights / weights.sum()).log().view(-1, 1, 1)
-        tempered = torch.stack([F.log_softmax(t.output / self.T, dim=1) for t in teacher])
+        tempered = torch.stack([F.log_softmax(t.output / self.T, dim=1) for t in teachers])
         ensemble = (tempered + log_weights).logsumexp(0)
         soft = kl_divergence(ensemble, F.log_softmax(student.output / self.T, dim=1)) * self.T**2
         hard = self.task.loss(student.output, batch)

@@ -47,14 +47,15 @@ class NST(Method):
         if params["weight"] < 0:
             raise ValueError(f"weight must not be negative, got {params['weight']}")
 
-    def setup(self, student_out: ModelOutput, teacher_out: ModelOutput | None) -> None:
+    def setup(self, student_out: ModelOutput, teachers_out: list[ModelOutput]) -> None:
+        teacher_out = teachers_out[0]
         s, _ = feature_pair(student_out, teacher_out, self.student_feature, self.teacher_feature)
         if s.dim() != 4:
             raise IncompatibleCombination(
                 f"nst needs spatial maps; feature '{self.student_feature}' is a vector")
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         s, t = feature_pair(student, teacher, self.student_feature, self.teacher_feature)
         mmd = selectivity_mmd(resize(s, t.shape[-2:]), t)
         return {"task": self.task.loss(student.output, batch), "nst": self.weight * mmd}

@@ -41,11 +41,12 @@ class PKT(Method):
         if params["weight"] < 0:
             raise ValueError(f"weight must not be negative, got {params['weight']}")
 
-    def setup(self, student_out: ModelOutput, teacher_out: ModelOutput | None) -> None:
+    def setup(self, student_out: ModelOutput, teachers_out: list[ModelOutput]) -> None:
+        teacher_out = teachers_out[0]
         feature_pair(student_out, teacher_out, self.student_feature, self.teacher_feature)
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         s, t = feature_pair(student, teacher, self.student_feature, self.teacher_feature)
         p_s, p_t = conditional_affinities(s), conditional_affinities(t)
         divergence = (p_t * torch.log((p_t + EPS) / (p_s + EPS))).mean()

@@ -47,11 +47,12 @@ class RKD(Method):
             if params[key] < 0:
                 raise ValueError(f"{key} must not be negative, got {params[key]}")
 
-    def setup(self, student_out: ModelOutput, teacher_out: ModelOutput | None) -> None:
+    def setup(self, student_out: ModelOutput, teachers_out: list[ModelOutput]) -> None:
+        teacher_out = teachers_out[0]
         feature_pair(student_out, teacher_out, self.student_feature, self.teacher_feature)
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         pair = feature_pair(student, teacher, self.student_feature, self.teacher_feature)
         s, t = (f.flatten(1) for f in pair)
         distance = F.smooth_l1_loss(normalised_distances(s), normalised_distances(t))

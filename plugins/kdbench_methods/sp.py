@@ -37,11 +37,12 @@ class SP(Method):
         if params["gamma"] < 0:
             raise ValueError(f"gamma must not be negative, got {params['gamma']}")
 
-    def setup(self, student_out: ModelOutput, teacher_out: ModelOutput | None) -> None:
+    def setup(self, student_out: ModelOutput, teachers_out: list[ModelOutput]) -> None:
+        teacher_out = teachers_out[0]
         feature_pair(student_out, teacher_out, self.student_feature, self.teacher_feature)
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         s, t = feature_pair(student, teacher, self.student_feature, self.teacher_feature)
         size = len(s)
         preserved = (similarity(t) - similarity(s)).pow(2).sum() / size**2

@@ -7,27 +7,26 @@ from dataclasses import replace
 
 from torch import nn
 
-from kdbench import Method, TeacherOutputs, TrainContext, train
+from kdbench import Method, Teacher, TrainContext, train
 from kdbench_methods.kd import KD
 from kdbench_methods.student_only import StudentOnly
 
 
-def frozen(context: TrainContext, model: nn.Module) -> TeacherOutputs:
-    """A trained stage as the next one's teacher (logits cached when inputs are deterministic)."""
-    return TeacherOutputs(context.task, model, cached=context.task.deterministic(context.recipe))
+def frozen(context: TrainContext, model: nn.Module) -> Teacher:
+    """A trained stage as the next one's teacher: KD reads its logits (cached when inputs are deterministic)."""
+    return Teacher(context.task, model, method=KD.name, needs=KD.needs,
+                   cached=context.task.deterministic(context.recipe))
 
 
-def train_stage(context: TrainContext, model: nn.Module, teacher: TeacherOutputs | None,
+def train_stage(context: TrainContext, model: nn.Module, teacher: Teacher | None,
                 prefix: str | None, main: bool, T: float, alpha: float) -> nn.Module:
     """Train ``model`` with the run's recipe and seed: by KD from ``teacher``, else on labels.
 
     Each epoch's metrics are logged with ``prefix`` (e.g. ``gen1_val_accuracy``); those of the
     ``main`` stage — the one whose model the run returns — also as the run's own curves.
     """
-    if teacher is None:
-        method: Method = StudentOnly(context.task, model, None)
-    else:
-        method = KD(context.task, model, None, T=T, alpha=alpha)
+    teachers = [teacher] if teacher is not None else []
+    method: Method = KD(context.task, teachers, T=T, alpha=alpha) if teachers else StudentOnly(context.task, [])
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         if prefix is not None:
@@ -35,4 +34,4 @@ def train_stage(context: TrainContext, model: nn.Module, teacher: TeacherOutputs
         if main:
             context.on_epoch(epoch, metrics)
 
-    return train(replace(context, model=model, method=method, teacher=teacher, on_epoch=on_epoch))
+    return train(replace(context, model=model, method=method, teachers=tuple(teachers), on_epoch=on_epoch))

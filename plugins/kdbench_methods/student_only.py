@@ -8,14 +8,13 @@ from kdbench import Batch, Method, ModelOutput
 
 
 class StudentOnly(Method):
-    """The student trained on hard labels alone (the task's own loss), no teacher."""
+    """The student trained on the task's own loss alone (hard labels), no teacher: any kind's baseline
+    where the student is trained at all."""
 
     name = "student-only"
-    kinds = ("classification", "ranking", "denoising", "dense")
+    kinds = None
     scheme = "none"
     needs = "none"
-    baseline = True
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
         return {"task": self.task.loss(student.output, batch)}

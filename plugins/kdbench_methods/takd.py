@@ -17,8 +17,9 @@ class TAKD(Method):
 
     When the teacher–student gap is large, the student learns better from an assistant of
     intermediate size, itself distilled from the teacher. ``assistant`` names any registered
-    model; it is trained with the student's recipe and seed, its curves logged as
-    ``assistant_…``. Both steps are Hinton KD with ``kd``'s defaults (T = 4, α = 0.9; the
+    model and a suite must set it (which one lies between a teacher and a student is the
+    suite's knowledge, not the method's); it is trained with the student's recipe and seed,
+    its curves logged as ``assistant_…``. Both steps are Hinton KD with ``kd``'s defaults (T = 4, α = 0.9; the
     paper searched T and λ per pair).
     """
 
@@ -26,12 +27,13 @@ class TAKD(Method):
     kinds = ("classification",)
     scheme = "offline"
     needs = "logits"
-    defaults = {"assistant": "mlp-100", "T": 4.0, "alpha": 0.9}
+    defaults = {"assistant": None, "T": 4.0, "alpha": 0.9}
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:
-        if not params["assistant"]:
-            raise ValueError("assistant must name a model")
+        if not isinstance(params["assistant"], str) or not params["assistant"]:
+            raise ValueError("takd needs params.assistant: the registered model (between the teacher's size and "
+                             "the student's) that is distilled first")
         check_soft_target_params(params)
 
     def fit(self, context: TrainContext) -> nn.Module:
@@ -39,6 +41,6 @@ class TAKD(Method):
             raise UserError("takd needs TrainContext.build_model to create its assistant")
         kd = {"T": self.T, "alpha": self.alpha}
         assistant = context.build_model(self.assistant)
-        assistant = train_stage(context, assistant, context.teacher, "assistant_", main=False, **kd)
+        assistant = train_stage(context, assistant, context.teachers[0], "assistant_", main=False, **kd)
         teacher = frozen(context, assistant)
         return train_stage(context, context.model, teacher, None, main=True, **kd)

@@ -40,8 +40,8 @@ class VID(Method):
         if params["init_var"] <= params["eps"]:
             raise ValueError(f"init_var must exceed eps, got {params['init_var']}")
 
-    def setup(self, student_out: ModelOutput, teacher_out: ModelOutput | None) -> None:
-        assert teacher_out is not None
+    def setup(self, student_out: ModelOutput, teachers_out: list[ModelOutput]) -> None:
+        teacher_out = teachers_out[0]
         self.stages = shared_maps(student_out, teacher_out)
         self.mean = nn.ModuleDict()
         self.raw_variance = nn.ParameterDict()
@@ -51,9 +51,8 @@ class VID(Method):
             self.mean[name] = regressor(student_out.features[name], channels, hidden=channels)
             self.raw_variance[name] = nn.Parameter(torch.full((channels,), softplus_inverse))
 
-    def loss(self, batch: Batch, student: ModelOutput,
-             teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         nll = torch.zeros(())
         for name in self.stages:
             target = teacher.features[name]

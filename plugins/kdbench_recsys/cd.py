@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from kdbench import Batch, ModelOutput
-from kdbench_recsys.distillation import BPR_PAIR, RankingDistillation
+from kdbench_recsys.distillation import RankingDistillation
+from kdbench_recsys.view import BPR_PAIR, Rankings
 
 
 def sampling_odds(teacher_rank: torch.Tensor, student_rank: torch.Tensor, temperature: float,
@@ -53,15 +54,15 @@ class CD(RankingDistillation):
         if params["T"] <= 0 or params["epsilon"] <= 0 or params["weight"] < 0:
             raise ValueError("T and epsilon must be positive and weight not negative")
 
-    def draw(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def draw(self, ranking: Rankings, generator: torch.Generator) -> dict[str, torch.Tensor]:
         guided = (self.epoch - 1) / max(self.epochs - 1, 1)
-        odds = sampling_odds(self.teacher_rank, self.student_rank, self.T, self.epsilon, guided)
+        odds = sampling_odds(ranking.teacher_rank, ranking.student_rank, self.T, self.epsilon, guided)
         # a floor keeps every unseen item drawable when fewer than ``samples`` have odds left
         odds = (odds + 1e-12).masked_fill(self.task.seen_in_train, 0.0)
         return {"items": torch.multinomial(odds, self.samples, replacement=False, generator=generator)}
 
-    def loss(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         soft = torch.sigmoid(teacher.output[:, BPR_PAIR:])
         return {"task": self.task.loss(student.output, batch),
                 "cd": self.weight * F.binary_cross_entropy_with_logits(student.output[:, BPR_PAIR:], soft)}

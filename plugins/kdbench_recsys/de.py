@@ -66,8 +66,8 @@ class DE(Method):
         if params["weight"] < 0 or not 0 < params["final_temperature"] <= 1:
             raise ValueError("weight must not be negative and final_temperature must lie in (0, 1]")
 
-    def setup(self, student_out: ModelOutput, teacher_out: ModelOutput | None) -> None:
-        assert teacher_out is not None
+    def setup(self, student_out: ModelOutput, teachers_out: list[ModelOutput]) -> None:
+        teacher_out = teachers_out[0]
         student_dim, teacher_dim = student_out.features["user"].shape[-1], teacher_out.features["user"].shape[-1]
         self.users = DistillationExperts(student_dim, teacher_dim, self.experts)
         self.items = DistillationExperts(student_dim, teacher_dim, self.experts)
@@ -77,8 +77,8 @@ class DE(Method):
         progress = (self.epoch - 1) / max(self.epochs - 1, 1)
         return math.exp(progress * math.log(self.final_temperature))
 
-    def loss(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         tau = self.temperature()
         distance = (self.users(student.features["user"], teacher.features["user"], tau)
                     + self.items(student.features["item"], teacher.features["item"], tau))

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from kdbench import Batch, ModelOutput
-from kdbench_recsys.distillation import BPR_PAIR, RankingDistillation
+from kdbench_recsys.distillation import RankingDistillation
+from kdbench_recsys.view import BPR_PAIR, Rankings
 
 
 def position_weights(k: int, sharpness: float) -> torch.Tensor:
@@ -56,12 +57,12 @@ class RD(RankingDistillation):
         if not 0 <= params["alpha"] <= 1:
             raise ValueError(f"alpha must lie in [0, 1], got {params['alpha']}")
 
-    def draw(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        top = self.teacher_ranked[:, :self.K]
-        dynamic = dynamic_weights(self.student_rank.gather(1, top), torch.arange(self.K), self.mu)
+    def draw(self, ranking: Rankings, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        top = ranking.teacher_ranked[:, :self.K]
+        dynamic = dynamic_weights(ranking.student_rank.gather(1, top), torch.arange(self.K), self.mu)
         weights = position_weights(self.K, self.lamb) * dynamic
         return {"items": top, "rd_weights": weights / weights.sum(1, keepdim=True).clamp(min=1e-12)}
 
-    def loss(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
         return {"task": (1 - self.alpha) * self.task.loss(student.output, batch),
                 "rd": self.alpha * rd_loss(student.output[:, BPR_PAIR:], batch["rd_weights"])}

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 
 from kdbench import Batch, ModelOutput
-from kdbench_recsys.distillation import BPR_PAIR, RankingDistillation
+from kdbench_recsys.distillation import RankingDistillation
+from kdbench_recsys.view import BPR_PAIR, Rankings
 
 
 def relaxed_ranking_loss(interesting: torch.Tensor, uninteresting: torch.Tensor) -> torch.Tensor:
@@ -51,9 +52,9 @@ class RRD(RankingDistillation):
         if params["L"] < 0 or params["T"] <= 0 or params["weight"] < 0:
             raise ValueError("L and weight must not be negative, and T must be positive")
 
-    def draw(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        users = len(self.teacher_ranked)
-        top = self.teacher_ranked[:, :self.N]
+    def draw(self, ranking: Rankings, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        users = len(ranking.teacher_ranked)
+        top = ranking.teacher_ranked[:, :self.N]
         odds = torch.exp(-torch.arange(1, self.N + 1, dtype=torch.float) / self.T).expand(users, -1)
         chosen = torch.multinomial(odds, self.K, replacement=False, generator=generator).sort(1).values
         excluded = self.task.seen_in_train.clone()
@@ -61,7 +62,7 @@ class RRD(RankingDistillation):
         uninteresting = self.task.sample_unseen(torch.arange(users), self.L, generator, excluded)
         return {"items": torch.cat([top.gather(1, chosen), uninteresting], 1)}
 
-    def loss(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
         listed = student.output[:, BPR_PAIR:]
         return {"task": self.task.loss(student.output, batch),
                 "rrd": self.weight * relaxed_ranking_loss(listed[:, :self.K], listed[:, self.K:])}

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from kdbench import Batch, ModelOutput
 from kdbench_recsys.distillation import RankingDistillation
+from kdbench_recsys.view import Rankings
 
 
 class ScoreKD(RankingDistillation):
@@ -29,10 +30,10 @@ class ScoreKD(RankingDistillation):
         if params["weight"] < 0:
             raise ValueError(f"weight must not be negative, got {params['weight']}")
 
-    def draw(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"items": torch.empty(len(self.teacher_scores), 0, dtype=torch.long)}
+    def draw(self, ranking: Rankings, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"items": torch.empty(len(ranking.teacher_scores), 0, dtype=torch.long)}
 
-    def loss(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         return {"task": self.task.loss(student.output, batch),
                 "score_kd": self.weight * F.mse_loss(student.output, teacher.output)}

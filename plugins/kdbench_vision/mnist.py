@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
-import struct
-
 import numpy as np
 import torch
 
-from kdbench import ClassificationTask, DatasetFile, Recipe, UserError
+from kdbench import ClassificationTask, DatasetFile, Recipe, UserError, dataset, read_idx
 from kdbench_vision.augment import AUGMENTATIONS
 
 _MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -24,25 +21,12 @@ MNIST_FILES = tuple(
 MEAN, STD = 0.1307, 0.3081
 
 
-def read_idx(path: str) -> np.ndarray:
-    """An IDX file as a numpy array (big-endian header: magic, then one uint32 per dimension)."""
-    with gzip.open(path, "rb") as handle:
-        raw = handle.read()
-    magic = int.from_bytes(raw[:4], "big")
-    if magic >> 8 != 0x08:  # only unsigned-byte data exists in MNIST
-        raise UserError(f"{path}: not an unsigned-byte IDX file (magic {magic:#x})")
-    dims = struct.unpack(">" + "I" * (magic & 0xFF), raw[4 : 4 + 4 * (magic & 0xFF)])
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
-
-
 def load_mnist() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    from kdbench.datasets import DatasetSpec
-
-    spec = DatasetSpec("mnist", MNIST_FILES)
+    spec = dataset("mnist")
     out = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        images = read_idx(str(spec.path(f"{prefix}-images-idx3-ubyte.gz")))
-        labels = read_idx(str(spec.path(f"{prefix}-labels-idx1-ubyte.gz")))
+        images = read_idx(spec.path(f"{prefix}-images-idx3-ubyte.gz"))
+        labels = read_idx(spec.path(f"{prefix}-labels-idx1-ubyte.gz"))
         x = (torch.from_numpy(images.copy()).float().unsqueeze(1) / 255.0 - MEAN) / STD
         out[split] = (x, torch.from_numpy(labels.astype(np.int64)))
     return out

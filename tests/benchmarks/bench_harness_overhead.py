@@ -18,6 +18,7 @@ from tests.benchmarks.common import THREADS, mnist_pair, setup
 
 def kdbench_step_times(task, teacher, student, recipe, method_class) -> list[float]:  # noqa: ANN001
     from kdbench.teacher_outputs import TeacherOutputs
+
     from kdbench.training import TrainContext, train
 
     stamps: list[float] = []

@@ -18,6 +18,7 @@ EPOCHS = int(os.environ.get("EPOCHS", "3"))
 
 def main() -> None:
     from kdbench.teacher_outputs import TeacherOutputs
+
     from kdbench.training import TrainContext, train
 
     setup()

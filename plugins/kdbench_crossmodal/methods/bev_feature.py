@@ -45,11 +45,13 @@ class BEVFeature(Method):
             if params[key] < 0:
                 raise ValueError(f"{key} must not be negative, got {params[key]}")
 
-    def setup(self, student_out: ModelOutput, teacher_out: ModelOutput | None) -> None:
+    def setup(self, student_out: ModelOutput, teachers_out: list[ModelOutput]) -> None:
+        teacher_out = teachers_out[0]
         s, t = bev_maps(student_out, teacher_out)
         self.adapter = nn.Conv2d(s.shape[1], t.shape[1], 1)
 
-    def loss(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         s, t = bev_maps(student, teacher)
         weights = batch["heatmap"].amax(dim=1, keepdim=True) + self.background
         error = (self.adapter(s) - t).pow(2).mean(dim=1, keepdim=True)

@@ -45,8 +45,8 @@ class HeatmapKD(Method):
         if params["T"] <= 0:
             raise ValueError(f"T must be positive, got {params['T']}")
 
-    def loss(self, batch: Batch, student: ModelOutput, teacher: ModelOutput | None) -> dict[str, torch.Tensor]:
-        assert teacher is not None
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        teacher = teachers[0]
         classes = len(CLASSES)
         divergence = bernoulli_kl(student.output[:, :classes] / self.T, teacher.output[:, :classes] / self.T)
         response = divergence.sum() / batch["mask"].sum().clamp(min=1)
