@@ -37,6 +37,7 @@ class RichProgress(RunnerProgress):
         )
         self.overall = self.bars.add_task("runs", total=total, status="")
         self.current = None
+        self.total = 0
 
     def __enter__(self) -> RichProgress:
         self.bars.__enter__()
@@ -49,12 +50,14 @@ class RichProgress(RunnerProgress):
         if self.current is not None:
             self.bars.remove_task(self.current)
         self.current = self.bars.add_task(f"  {combination.label}", total=epochs, status="")
+        self.total = epochs
 
     def epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         shown = next((f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("val_")), "")
         if self.current is not None:
             status = f"loss={metrics['train_loss']:.4f} {shown}"
-            self.bars.update(self.current, completed=epoch, status=status)
+            self.total = max(self.total, epoch)  # a budget of steps has more rounds than the recipe has epochs
+            self.bars.update(self.current, completed=epoch, total=self.total, status=status)
 
     def end_run(self, outcome: Outcome) -> None:
         if self.current is not None:

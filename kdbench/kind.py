@@ -25,6 +25,8 @@ class Metric:
     over each row's seeds), one without is only known for its direction."""
     description: str = ""
     """The column's footnote: what the metric measures."""
+    decimals: int = 4
+    """Decimals its values are shown with: a count's seed mean needs fewer than a fraction."""
 
     def __post_init__(self) -> None:
         if self.label and any(char in self.name for char in "*?["):

@@ -13,7 +13,7 @@ from kdbench import Column, Kind, Metric, hookimpl, hookspecs
 from kdbench.errors import PluginError, UserError
 from kdbench.leaderboard import markdown
 from kdbench.leaderboard.board import Board, load_board
-from kdbench.leaderboard.columns import columns, footnotes
+from kdbench.leaderboard.columns import _reproduced, columns, footnotes
 from kdbench.leaderboard.metrics import higher_is_better
 from kdbench.leaderboard.statistics import gap_closed, holm, seed_noise, spread, welch_p
 from kdbench.suite import PaperAnchor
@@ -156,6 +156,9 @@ def test_lower_is_better_metric(board: Board):
     assert kd["gap_closed"] == pytest.approx(0.5)
     assert row(board, "toy-err", "<script>|x")["gap_closed"] == pytest.approx(0.25)
     assert (kd["rank"], row(board, "toy-err", "<script>|x")["rank"]) == (1, 2)
+    # a count shows one decimal, as its kind declares; a fraction four
+    assert (kd["decimals"], row(board, "toy", "kd")["decimals"]) == (1, 4)
+    assert _reproduced(kd) == f"{kd['mean']:.1f} ± {kd['std']:.1f}"
 
 
 def test_gap_inside_seed_noise_is_not_a_number(board: Board):

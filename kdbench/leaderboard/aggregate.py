@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from kdbench.kind import Kind
-from kdbench.leaderboard.metrics import MODEL_STATS, higher_is_better
+from kdbench.leaderboard.metrics import MODEL_STATS, decimals, higher_is_better
 from kdbench.leaderboard.statistics import spread
 from kdbench.tracking import RunRecord
 
@@ -78,7 +78,7 @@ def summary(frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: str | None =
     and the reason, so a method never silently vanishes from the table.
     """
     shown = [] if frame.empty else _shown_metrics(kinds, frame["kind"])
-    columns = [*GROUP, "kind", "base_method", "role", "status", "reason", "metric", "higher_is_better", "n",
+    columns = [*GROUP, "kind", "base_method", "role", "status", "reason", "metric", "higher_is_better", "decimals", "n",
                "mean", "std", "ci_low", "ci_high", "values",
                *[field for name in shown for field in metric_fields(name)], *MODEL_STATS, "run_ids"]
     if frame.empty:
@@ -110,6 +110,7 @@ def summary(frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: str | None =
             "reason": reason,
             "metric": name,
             "higher_is_better": higher,
+            "decimals": decimals(name, kind),
             "n": seeds.n,
             "mean": seeds.mean,
             "std": seeds.std,

@@ -16,7 +16,6 @@ import pandas as pd
 from kdbench.kind import Kind, Metric
 from kdbench.leaderboard.aggregate import metric_fields
 from kdbench.leaderboard.column import Column, missing, plain
-from kdbench.leaderboard.metrics import digits
 from kdbench.leaderboard.statistics import ALPHA, CONFIDENCE
 
 if TYPE_CHECKING:
@@ -53,7 +52,7 @@ def metric_label(row: pd.Series) -> str:
 def _reproduced(row: pd.Series) -> str:
     if row["status"] != "ok":
         return row["status"]
-    places = digits(row["metric"])
+    places = row["decimals"]
     spread = "" if missing(row["std"]) else f" ± {row['std']:.{places}f}"
     return f"{row['mean']:.{places}f}{spread}"
 
@@ -61,12 +60,12 @@ def _reproduced(row: pd.Series) -> str:
 def _ci(row: pd.Series) -> str:
     if missing(row["ci_low"]):
         return NA
-    places = digits(row["metric"])
+    places = row["decimals"]
     return f"[{row['ci_low']:.{places}f}, {row['ci_high']:.{places}f}]"
 
 
 def _gain(row: pd.Series) -> str:
-    return "" if missing(row["gain"]) else f"{row['gain']:+.{digits(row['metric'])}f}"
+    return "" if missing(row["gain"]) else f"{row['gain']:+.{row['decimals']}f}"
 
 
 def _gap(row: pd.Series) -> str:
@@ -89,7 +88,7 @@ def _p(row: pd.Series) -> str:
 
 
 def _paper(row: pd.Series) -> str:
-    return "" if missing(row["paper"]) else number(row["paper"], digits(row["metric"]))
+    return "" if missing(row["paper"]) else number(row["paper"], row["decimals"])
 
 
 def _rank(row: pd.Series) -> str:

@@ -1,4 +1,4 @@
-"""What the leaderboard knows about a metric: which way is better, and how many digits to show.
+"""What the leaderboard knows about a metric: which way is better, and how many decimals to show.
 
 The task's kind declares the direction of every metric its tasks report (``kdbench_kinds``);
 a run's ``kdbench.higher_is_better`` tag is authoritative for its task's primary metric (the
@@ -15,10 +15,6 @@ from kdbench.kind import Kind
 
 MODEL_STATS = ("params", "flops", "latency_ms")
 """What the runner measures of every model; smaller is better for each."""
-
-COUNTS = frozenset({"errors"})
-"""Metrics that count things: shown with one decimal, as their seed means are not whole."""
-
 
 def bare(metric: str) -> str:
     """The metric's name without the split prefix the runner adds."""
@@ -48,6 +44,7 @@ def higher_is_better(metric: str, kind: str, kinds: Mapping[str, Kind], primary_
     return declared.higher_is_better
 
 
-def digits(metric: str) -> int:
-    """Decimals to show for a value of ``metric`` (counts need fewer than fractions)."""
-    return 1 if bare(metric) in COUNTS else 4
+def decimals(metric: str, kind: Kind | None) -> int:
+    """Decimals to show for a value of ``metric``: its kind's word, else four."""
+    declared = kind.metric(bare(metric)) if kind is not None else None
+    return declared.decimals if declared is not None else 4
