@@ -18,6 +18,7 @@ from kdbench.model_call import call_model
 from kdbench.recipe import Recipe
 from kdbench.registry import dataset
 from kdbench.run import Run
+from kdbench.search_space import Choice, Range
 from kdbench.task import Batch, Task, TaskSpec
 from kdbench.teacher import ContractError, Teacher
 from kdbench.training import BatchStream, DivergedError, TrainContext, TrainingView, run_training, train
@@ -25,8 +26,8 @@ from kdbench.training import BatchStream, DivergedError, TrainContext, TrainingV
 hookimpl = pluggy.HookimplMarker("kdbench")
 
 __all__ = [
-    "Batch", "BatchStream", "ClassificationTask", "Column", "ContractError", "DatasetFile", "DatasetSpec",
+    "Batch", "BatchStream", "Choice", "ClassificationTask", "Column", "ContractError", "DatasetFile", "DatasetSpec",
     "DivergedError", "IncompatibleCombination", "Kind", "Method", "Metric", "ModelOutput", "ModelSpec",
-    "Recipe", "Run", "Task", "TaskSpec", "Teacher", "TrainContext", "TrainingView", "UserError", "cache_dir",
+    "Range", "Recipe", "Run", "Task", "TaskSpec", "Teacher", "TrainContext", "TrainingView", "UserError", "cache_dir",
     "call_model", "dataset", "hookimpl", "read_idx", "run_training", "stratified_split", "train",
 ]

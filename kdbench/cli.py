@@ -56,7 +56,21 @@ def _parser() -> argparse.ArgumentParser:
                      help="runs at once for process/ray (default: the number of cores); each gets cores/N threads "
                           "unless KDBENCH_THREADS says otherwise")
     run.add_argument("--address", help="Ray cluster address (ray://host:port or auto); default: start Ray locally")
+    run.add_argument("--tuned", action="store_true",
+                     help="run every method at the values `kdbench tune` chose for it (its own runs, apart from the "
+                          "untuned ones)")
+    run.add_argument("--storage", help="the tuning studies' RDB URL (default: optuna.db beside the MLflow store)")
     run.set_defaults(handler=_run)
+
+    tune = with_plugins(sub.add_parser(
+        "tune", help="search every method's hyper-parameters, the baseline's too, with one budget, on val only"))
+    tune.add_argument("suite", help="a suite file, or the name of one in suites/")
+    tune.add_argument("--trials", type=int, default=None, metavar="N",
+                      help="trials per method (default: the suite's tune.trials, else 12)")
+    tune.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
+    tune.add_argument("--storage", help="RDB URL for the studies, e.g. postgresql://… (default: optuna.db beside "
+                                        "the MLflow store)")
+    tune.set_defaults(handler=_tune)
 
     listing = with_plugins(sub.add_parser("list", help="list what the plugins offer"))
     listing.add_argument("what", nargs="?", default="all",
@@ -66,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     board = with_plugins(sub.add_parser("leaderboard", help="print a suite's results from MLflow"))
     board.add_argument("suite")
     board.add_argument("--tracking-uri")
+    board.add_argument("--tuned", action="store_true", help="the runs at tuned values (default: the untuned ones)")
     board.set_defaults(handler=_leaderboard)
 
     publish = with_plugins(sub.add_parser(
@@ -123,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     from kdbench.console import WIDTH, RichProgress, summary_table
     from kdbench.data_root import cache_dir
     from kdbench.leaderboard.board import load_board
+    from kdbench.leaderboard.store import protocol, protocol_runs
     from kdbench.plan import expand, task_instances
     from kdbench.runner import Runner
     from kdbench.suite import load_suite
@@ -140,6 +156,12 @@ def _run(args: argparse.Namespace) -> int:
     suite = load_suite(path, registry)
     tracker = Tracker(args.tracking_uri, suite.name)
     combinations = expand(suite, registry, task_instances(suite, registry))
+    storage = None
+    if args.tuned:
+        from kdbench.tuning import storage_url, tuned
+
+        storage = args.storage or storage_url(tracker.uri)
+        combinations = tuned(suite, combinations, storage)
     with RichProgress(Console(stderr=True), total=len(combinations)) as progress:
         runner = Runner(registry, tracker, TeacherCache(cache_dir()), progress=progress, rerun=args.rerun)
         todo, done = runner.pending(combinations)
@@ -151,14 +173,14 @@ def _run(args: argparse.Namespace) -> int:
         if args.executor != "inprocess" and todo:
             from kdbench.executors import parallel_runner
 
-            executor = parallel_runner(args.executor, runner, path, args.plugin, max_parallel, args.address)
+            executor = parallel_runner(args.executor, runner, path, args.plugin, max_parallel, args.address, storage)
         interrupted = False
         try:
             outcomes = executor.run(todo)
         except KeyboardInterrupt:  # the current runs are already marked KILLED; report what got done
             interrupted, outcomes = True, executor.outcomes
-    board = load_board(suite.name, tracker.runs(), registry.kinds.entries, suite.metric, suite.paper,
-                       registry.manager.hook)
+    board = load_board(suite.name, protocol_runs(tracker.runs(), args.tuned), registry.kinds.entries, suite.metric,
+                       suite.paper, registry.manager.hook, protocol(tracker.runs(), args.tuned))
     console.print(summary_table(board))
     failed = [o for o in outcomes if o.status == "FAILED"]
     skipped = [o for o in outcomes if o.status == "N/A"]
@@ -174,6 +196,66 @@ def _run(args: argparse.Namespace) -> int:
                       markup=False, highlight=False)
         return 130
     return 1 if failed else 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from kdbench.console import RichProgress
+    from kdbench.data_root import cache_dir
+    from kdbench.plan import expand, task_instances
+    from kdbench.runner import Runner, threads
+    from kdbench.suite import load_suite
+    from kdbench.teacher_cache import TeacherCache
+    from kdbench.tracking import Tracker
+    from kdbench.tuning import best, storage_url, studies, tune
+
+    registry = _registry(args)
+    suite = load_suite(resolve_suite(args.suite), registry)
+    trials = args.trials if args.trials is not None else suite.tune.trials
+    if trials < 1:
+        raise UserError(f"--trials must be at least 1, got {trials}")
+    tracker = Tracker(args.tracking_uri, suite.name)
+    storage = args.storage or storage_url(tracker.uri)
+    chosen = studies(suite, expand(suite, registry, task_instances(suite, registry)))
+    teachers = list({t.key: t for study in chosen for t in study.combination.teachers}.values())
+    cache = TeacherCache(cache_dir())
+    console = Console(width=max(Console().width, 140))
+    with RichProgress(Console(stderr=True), total=len(teachers) + trials * len(chosen)) as progress:
+        runner = Runner(registry, tracker, cache, progress=progress)
+        todo, done = runner.pending(teachers)  # teachers are trained by their own runs, once
+        progress.bars.advance(progress.overall, len(done))
+        failed = [o for o in runner.run(todo) if o.status != "FINISHED"]
+        if failed:
+            for outcome in failed:
+                console.print(f"FAILED {outcome.combination.label}: {outcome.error}", markup=False, highlight=False)
+            return 1
+        trial_tracker = Tracker(tracker.uri, f"{suite.name}-tune")
+        parents = {r.tags["kdbench.study"]: r.run_id for r in trial_tracker.runs()
+                   if r.tags.get("kdbench.role") == "study"}
+
+        def parent(study: object) -> str:
+            if study.name not in parents:
+                parents[study.name] = trial_tracker.start(study.label, {"kdbench.role": "study",
+                                                                        "kdbench.study": study.name}, {})
+            return parents[study.name]
+
+        trial_runner = Runner(registry, trial_tracker, cache, progress=progress)
+        import torch
+
+        torch.set_num_threads(threads())
+        for study in chosen:
+            tune(study, storage, trials, trial_runner, suite.tune.seed, suite.tune.epochs, parent)
+    table = Table(title=f"{suite.name} — tuned: {trials} trials per method on val, TPE (seed {suite.tune.seed})")
+    for column in ("study", "trials", "val at defaults", "best val", "chosen values"):
+        table.add_column(column)
+    for study in chosen:
+        values, note = best(study, storage)
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        default = "n/a" if note["val_defaults"] is None else f"{note['val_defaults']:.4f}"
+        table.add_row(study.label, str(note["trials"]), default, f"{note['val']:.4f}", shown or "(nothing to search)")
+    console.print(table)
+    console.print(f"studies: {storage}; trials: MLflow experiment '{suite.name}-tune' at {tracker.uri}",
+                  markup=False, highlight=False)
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -218,7 +300,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     suite = load_suite(resolve_suite(args.suite), registry)
-    board, _ = read(suite, args.tracking_uri, registry.kinds.entries, registry.manager.hook)
+    board, _ = read(suite, args.tracking_uri, registry.kinds.entries, registry.manager.hook, tuned=args.tuned)
     Console(width=max(Console().width, WIDTH)).print(summary_table(board))
     return 0
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from kdbench.errors import IncompatibleCombination
 from kdbench.model import ModelOutput, ModelSpec
+from kdbench.search_space import Distribution
 from kdbench.task import Batch, Task
 from kdbench.teacher import Teacher
 from kdbench.training.view import TrainingView
@@ -44,6 +45,10 @@ class Method(nn.Module):
     the network itself, to run it on inputs the method makes or to copy its weights."""
     defaults: ClassVar[dict[str, Any]] = {}
     """Hyper-parameters and their paper defaults; a suite may set or grid over these keys."""
+    search_space: ClassVar[dict[str, Distribution]] = {}
+    """Where ``kdbench tune`` searches each tunable hyper-parameter (``kdbench.Range``,
+    ``kdbench.Choice``): around the paper's value, over what its authors varied. Every end of a
+    range must pass ``validate_params``; the defaults are always the first trial."""
     max_teachers: ClassVar[int] = 1
     """More than 1: the method learns from several teachers at once."""
     view: ClassVar[type[TrainingView]] = TrainingView

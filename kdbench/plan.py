@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kdbench.errors import IncompatibleCombination
@@ -47,6 +47,8 @@ class Combination:
     params: dict[str, Any] = field(default_factory=dict)
     variant: str = ""
     skip_reason: str | None = None
+    split: str = "test"
+    """The split the run is scored on: test, or val for a tuning trial (which never sees test)."""
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -73,7 +75,17 @@ class Combination:
             "kdbench.checkpoint": self.checkpoint,
             "kdbench.primary_metric": self.task.primary_metric,
             "kdbench.higher_is_better": str(self.task.higher_is_better).lower(),
+            **self._tuning_tags(),
         }
+
+    def _tuning_tags(self) -> dict[str, str]:
+        """A trial names its study and number; a run at tuned values names the study that chose them."""
+        note = self.config.get("tuning")
+        if note is None:
+            return {}
+        if self.role == "trial":
+            return {"kdbench.study": note["study"], "kdbench.trial": str(note["trial"])}
+        return {"kdbench.tuned": note["study"]}
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,20 @@ def _student(point: _Point, model: ModelSpec, teachers: tuple[Combination, ...],
                        checkpoint=point.suite.checkpoint, model_spec=model, recipe=recipe, config=config,
                        teachers=teachers, method=method, params=resolved, variant=variant,
                        skip_reason=_incompatible(check))
+
+
+def retuned(combination: Combination, params: dict[str, Any], recipe: dict[str, Any], note: dict[str, Any],
+            trial: bool) -> Combination:
+    """The student combination with searched parameters and recipe fields: a tuning trial (scored on
+    val, role 'trial') or the final run with the values a study chose; ``note`` joins its config
+    (the study, and the trial or the protocol), so neither shares a key with an untuned run."""
+    resolved = {**combination.params, **params}
+    student = combination.recipe.updated(recipe)
+    config = {**combination.config, "method": {"name": combination.config["method"]["name"], "params": resolved},
+              "student": {**combination.config["student"], "recipe": student.model_dump()}, "tuning": note}
+    role = "trial" if trial else combination.role
+    return replace(combination, role=role, recipe=student, params=resolved, config={**config, "role": role},
+                   split="val" if trial else "test")
 
 
 def _incompatible(check: Any) -> str | None:

@@ -111,11 +111,12 @@ class Runner:
             self.progress.end_run(outcome)
         return self.outcomes
 
-    def run_one(self, combination: Combination) -> Outcome:
+    def run_one(self, combination: Combination, tags: dict[str, str] | None = None) -> Outcome:
+        """Run one combination as one MLflow run (``tags`` added to its own: a tuning trial's study)."""
         if combination.skip_reason is not None:
-            run = self._start(combination, {"kdbench.skipped": combination.skip_reason})
+            run = self._start(combination, {"kdbench.skipped": combination.skip_reason, **(tags or {})})
             return self._record(combination, run, "N/A", combination.skip_reason, hooks=False)
-        run = self._start(combination, {})
+        run = self._start(combination, tags or {})
         started = time.perf_counter()
         try:
             self.hook.kdbench_run_start(run=run)
@@ -194,7 +195,7 @@ class Runner:
         if context.teachers:
             self.tracker.set_tags(run.run_id, {"kdbench.teacher_outputs_cached":
                                                str(context.teachers[0].cached).lower()})
-        metrics = self._evaluate(run, trained, networks)
+        metrics = self._evaluate(combination, run, trained, networks)
         metrics.update(self._measure(run, trained, networks, context))
         return metrics
 
@@ -232,12 +233,14 @@ class Runner:
                             build_model=lambda name=None: self._build(combination, name),
                             log=lambda metrics, step=None: self.tracker.log_metrics(run.run_id, metrics, step))
 
-    def _evaluate(self, run: Run, trained: nn.Module, networks: list[nn.Module]) -> dict[str, float]:
-        """Test metrics (fidelity against a single teacher), and the task's pictures logged with the run."""
-        task, role = run.task, "teacher" if run.role == "teacher" else "student"
+    def _evaluate(self, combination: Combination, run: Run, trained: nn.Module,
+                  networks: list[nn.Module]) -> dict[str, float]:
+        """Metrics on the run's split — test, or val for a tuning trial — (fidelity against a single
+        teacher), and the task's pictures of a test evaluation, logged with the run."""
+        task, role, split = run.task, "teacher" if run.role == "teacher" else "student", combination.split
         reference = networks[0] if len(networks) == 1 else None
-        metrics = {f"test_{k}": v for k, v in task.evaluate(trained, "test", role, reference=reference).items()}
-        pictures = task.pictures(trained, role)
+        metrics = {f"{split}_{k}": v for k, v in task.evaluate(trained, split, role, reference=reference).items()}
+        pictures = task.pictures(trained, role) if split == "test" else {}
         for name in pictures:
             if not PICTURE_NAME.fullmatch(name):
                 raise ValueError(f"task {run.task_spec.name}: picture name {name!r} is not a plain .png name")

@@ -105,6 +105,21 @@ class Case(_Strict):
     _seeds = field_validator("seeds", mode="before")(_seeds)
 
 
+class TuneBlock(_Strict):
+    """How ``kdbench tune`` searches: the same budget for every (task, pair, method) of the suite."""
+
+    trials: int = Field(default=12, ge=1, le=1000)
+    """Trials per method (``--trials`` overrides); the paper defaults are always the first."""
+    recipe: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Student recipe fields searched for every method alike (``lr: {low: 0.001, high: 0.1, log: true}``)."""
+    params: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    """Per method, distributions that replace (or add to) its own ``search_space`` entries."""
+    epochs: int | None = Field(default=None, ge=1, le=10_000)
+    """Student epochs per trial (default: the run's own)."""
+    seed: int = Field(default=0, ge=0)
+    """Seeds the sampler; trials train with each case's first seed."""
+
+
 class Suite(_Strict):
     name: str = Field(pattern=NAME)
     description: str = ""
@@ -118,6 +133,7 @@ class Suite(_Strict):
     methods: list[MethodEntry] = Field(default_factory=list)
     cases: list[Case] = Field(default_factory=list)
     paper: list[PaperAnchor] = Field(default_factory=list)
+    tune: TuneBlock = Field(default_factory=TuneBlock)
 
     _seeds = field_validator("seeds", mode="before")(_seeds)
 
@@ -182,11 +198,28 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     except ValidationError as error:
         first = error.errors()[0]
         field = _field_path(first["loc"])
+        if first["type"] == "extra_forbidden":
+            known = _fields_at(first["loc"][:-1])
+            raise SuiteError(f"{path}: {field}: " + unknown_name_message("field", first["loc"][-1], known)) from None
         got = first.get("input")
         shown = "" if isinstance(got, dict) or first["type"] == "missing" else f" (got {shown_value(got)})"
         raise SuiteError(f"{path}: {field or 'suite'}: {first['msg']}{shown}") from None
     check_names(suite, registry, str(path))
     return suite
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The fields a suite may hold at ``loc`` (a path of names and list indexes), for a "did you mean"."""
+    model: Any = Suite
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        inner = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        model = next((a for a in inner if issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(model.model_fields)
 
 
 MAX_VALUES = 100_000
@@ -274,6 +307,48 @@ def check_names(suite: Suite, registry: Registry, where: str) -> None:
                     method.validate_params({**method.defaults, **point})
                 except ValueError as error:
                     fail(f"{field}.params", str(error))
+    _check_tune(suite, registry, fail)
+
+
+def _check_tune(suite: Suite, registry: Registry, fail: Any) -> None:
+    """Every searched recipe field and parameter exists, and every end of every range is a value its
+    owner accepts — the method's ``validate_params`` or the recipe's own bounds — before a trial runs."""
+    from kdbench.search_space import method_space, parse
+
+    for name, value in suite.tune.recipe.items():
+        if name not in Recipe.model_fields or name in ("epochs", "augment"):
+            fail(f"tune.recipe.{name}", unknown_name_message("searchable recipe field", name,
+                                                             set(Recipe.model_fields) - {"epochs", "augment"}))
+        try:
+            distribution = parse(value)
+        except ValueError as error:
+            fail(f"tune.recipe.{name}", str(error))
+        for end in distribution.ends():
+            _check_recipe({name: end}, f"tune.recipe.{name}", fail)
+    for name in suite.tune.params:
+        if name not in registry.methods:
+            fail(f"tune.params.{name}", unknown_name_message("method", name, registry.methods.names()))
+    given: dict[str, dict[str, Any]] = {}  # what the suite sets for each method, e.g. takd's assistant
+    for case in suite.all_cases():
+        for entry in case.methods:
+            given.setdefault(entry.name, entry.params)
+    for name in sorted(set(given) | set(suite.tune.params)):
+        method = registry.methods.get(name)
+        overrides = suite.tune.params.get(name, {})
+        try:
+            space = method_space(method.defaults, method.search_space, overrides)
+        except KeyError as error:
+            fail(f"tune.params.{name}", unknown_name_message(f"parameter of method {name}", error.args[0],
+                                                             method.defaults))
+        except ValueError as error:
+            fail(f"tune.params.{name}", str(error))
+        for key, distribution in sorted(space.items()):
+            for end in distribution.ends():
+                try:
+                    method.validate_params({**method.defaults, **given.get(name, {}), key: end})
+                except ValueError as error:
+                    where = f"tune.params.{name}.{key}" if key in overrides else f"method {name} search_space.{key}"
+                    fail(where, f"{key} = {end!r} is refused by method {name}: {error}")
 
 
 def _check_recipe(overrides: dict[str, Any], field: str, fail: Any) -> None:

@@ -17,7 +17,7 @@ EXECUTORS = ("inprocess", "process", "ray")
 
 
 def parallel_runner(executor: str, runner: Runner, suite: Path, plugins: list[str], max_parallel: int,
-                    address: str | None = None) -> ParallelRunner:
+                    address: str | None = None, storage: str | None = None) -> ParallelRunner:
     """A runner that spreads combinations over ``max_parallel`` workers of ``executor``."""
     threads = worker_threads(max_parallel)
     runner.tracker.ensure_experiment()  # created once here, not raced by the workers
@@ -35,7 +35,7 @@ def parallel_runner(executor: str, runner: Runner, suite: Path, plugins: list[st
     def make_job(combination: Combination, failed_teachers: dict[str, str]) -> Job:
         return Job(suite=str(suite.resolve()), plugins=plugin_args, tracking_uri=runner.tracker.uri,
                    key=combination.key, threads=threads, rerun=runner.rerun, environment=environment,
-                   failed_teachers=failed_teachers)
+                   failed_teachers=failed_teachers, storage=storage)
 
     return ParallelRunner(runner, backend, make_job, max_parallel)
 

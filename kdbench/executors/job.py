@@ -35,6 +35,8 @@ class Job:
     environment: dict[str, str] = field(default_factory=dict)
     failed_teachers: dict[str, str] = field(default_factory=dict)
     """Teacher keys that failed in this invocation, so their students fail fast with the reason."""
+    storage: str | None = None
+    """The tuning studies' storage for ``kdbench run --tuned``: the worker plans the tuned combinations too."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,15 @@ def _plan(job: Job) -> tuple[Any, dict[str, Combination]]:
     from kdbench.teacher_cache import TeacherCache
     from kdbench.tracking import Tracker
 
-    ident = (job.suite, job.plugins, job.tracking_uri, tuple(sorted(job.environment.items())))
+    ident = (job.suite, job.plugins, job.tracking_uri, job.storage, tuple(sorted(job.environment.items())))
     if ident not in _plans:
         registry = Registry.load(list(job.plugins))
         suite = load_suite(job.suite, registry)
         combinations = expand(suite, registry, task_instances(suite, registry))
+        if job.storage is not None:
+            from kdbench.tuning import tuned
+
+            combinations = tuned(suite, combinations, job.storage)
         runner = Runner(registry, Tracker(job.tracking_uri, suite.name), TeacherCache(cache_dir()))
         _plans.clear()  # one suite per worker at a time: don't keep datasets of earlier suites alive
         _plans[ident] = (runner, {c.key: c for c in combinations})

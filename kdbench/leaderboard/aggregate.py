@@ -8,7 +8,9 @@ Each row also carries the metrics its task's kind shows as columns, over the sam
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -19,6 +21,8 @@ from kdbench.tracking import RunRecord
 
 GROUP = ["task", "teacher", "student", "method"]
 UNFINISHED = ("FAILED", "KILLED")
+TUNING = ("tuned_values", "tuning_val_gain")
+"""What a row at tuned values shows of its tuning (the same for each of its seeds)."""
 
 
 def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
@@ -45,9 +49,35 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
             "config_hash": tags.get("kdbench.config_hash", record.run_id),
             "commit": tags.get("kdbench.commit", ""),
             "start_time": record.start_time,
+            **_tuning(record),
             **record.metrics,
         })
     return pd.DataFrame(rows)
+
+
+def _tuning(record: RunRecord) -> dict[str, Any]:
+    """A run at tuned values: the values its study chose, and what they gained on val over the defaults
+    (in the better direction), from the run's own config."""
+    space = record.params.get("tuning.space")
+    if space is None or record.tags.get("kdbench.role") == "trial":
+        return {}
+    params = json.loads(record.tags.get("kdbench.params", "{}"))
+    values = {k: record.params.get(f"student.{k}") if k.startswith("recipe.") else params.get(k)
+              for k in json.loads(space)}
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={_number(v)}" for k, v in values.items())
+    gain = float("nan")
+    if record.params.get("tuning.val_defaults") not in (None, "None"):
+        sign = 1.0 if record.tags.get("kdbench.higher_is_better") == "true" else -1.0
+        gain = sign * (float(record.params["tuning.val"]) - float(record.params["tuning.val_defaults"]))
+    return {"tuned_values": shown or "(nothing to search)", "tuning_val_gain": gain}
+
+
+def _number(text: Any) -> str:
+    """A logged parameter (MLflow keeps them as text) as a short number where it is one."""
+    try:
+        return f"{float(text):.4g}"
+    except (TypeError, ValueError):
+        return str(text)
 
 
 def current(frame: pd.DataFrame) -> pd.DataFrame:
@@ -80,7 +110,7 @@ def summary(frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: str | None =
     shown = [] if frame.empty else _shown_metrics(kinds, frame["kind"])
     columns = [*GROUP, "kind", "base_method", "role", "status", "reason", "metric", "higher_is_better", "decimals", "n",
                "mean", "std", "ci_low", "ci_high", "values",
-               *[field for name in shown for field in metric_fields(name)], *MODEL_STATS, "run_ids"]
+               *[field for name in shown for field in metric_fields(name)], *MODEL_STATS, *TUNING, "run_ids"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
     runs = pd.concat([current(frame), _unfinished(frame)])
@@ -119,6 +149,7 @@ def summary(frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: str | None =
             "values": values,
             **_seed_metrics(trained, kind),
             **{stat: _mean(trained, stat) for stat in MODEL_STATS},
+            **{key: trained[key].iloc[0] if key in trained and not trained.empty else None for key in TUNING},
             "run_ids": trained["run_id"].tolist(),
         })
     return pd.DataFrame(rows, columns=columns)

@@ -52,6 +52,8 @@ class Board:
     """Columns added by plugins through ``kdbench_leaderboard_columns``."""
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
     """The runs averaged into the rows, one per seed (what plugins' column and plot hooks see)."""
+    protocol: str = "defaults: not tuned"
+    """How the rows' hyper-parameters were chosen: one protocol per board, stated in its header."""
 
     def groups(self) -> list[pd.DataFrame]:
         """The rows of each (task, teacher, student) group, in table order."""
@@ -59,13 +61,15 @@ class Board:
 
 
 def load_board(suite: str, records: list[RunRecord], kinds: Mapping[str, Kind], metric: str | None = None,
-               anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None) -> Board:
+               anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None,
+               protocol: str = "defaults: not tuned") -> Board:
     """The board of one suite from its MLflow runs (see ``build``)."""
-    return build(suite, aggregate.runs_frame(records), kinds, metric, anchors, hook)
+    return build(suite, aggregate.runs_frame(records), kinds, metric, anchors, hook, protocol)
 
 
 def build(suite: str, frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: str | None = None,
-          anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None) -> Board:
+          anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None,
+          protocol: str = "defaults: not tuned") -> Board:
     """Aggregate runs into a board; ``kinds`` are the declared kinds by name
     (``Registry.kinds.entries``), ``hook`` is the plugin manager's hook relay, if any."""
     stats = aggregate.summary(frame, kinds, metric)
@@ -79,6 +83,7 @@ def build(suite: str, frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: st
         checkpoints=aggregate.checkpoints(frame),
         commits=sorted(set(frame["commit"]) - {""}) if not frame.empty else [],
         kinds={name: kind for name, kind in kinds.items() if name in present}, extra_columns=extra, runs=runs,
+        protocol=protocol,
     )
 
 

@@ -108,6 +108,12 @@ COLUMNS: list[Column] = [
     Column("gain", "gain", _gain),
     Column("gap_closed", "gap closed", _gap),
     Column("p_holm", "p vs ref", _p),
+    Column("tuned_values", "tuned values", numeric=False, optional=True, terminal=False,
+           footnote="tuned values = what the method's study chose, on val, for every seed of the row"),
+    Column("tuning_val_gain", "tuning Δval",
+           lambda r: "" if missing(r["tuning_val_gain"]) else f"{r['tuning_val_gain']:+.{r['decimals']}f}",
+           optional=True, footnote="tuning Δval = the chosen values' validation score over the paper "
+                                   "defaults' (trial 0), in the better direction"),
     Column("params", "params", lambda r: si(r["params"])),
     Column("flops", "FLOPs", lambda r: si(r["flops"]), terminal=False),
     Column("latency_ms", "latency ms", lambda r: number(r["latency_ms"], 3)),
@@ -175,7 +181,7 @@ def checkpoint_rule(board: Board) -> str:
 
 
 def title(board: Board) -> str:
-    return f"{board.suite} — checkpoint: {checkpoint_rule(board)}"
+    return f"{board.suite} — checkpoint: {checkpoint_rule(board)} — {board.protocol}"
 
 
 def baseline_names(rows: pd.DataFrame) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Choice, Method, ModelOutput, Range
 from kdbench_diffusion.frechet import freeze
 from kdbench_diffusion.sampling import Sampler
 from kdbench_diffusion.schedule import TIMESTEPS, boundary_scalings, ddim_step, predict_x0
@@ -62,6 +62,9 @@ class Consistency(Method):
     needs = "model"
     view = TimestepView
     defaults = {"iterations": 1000, "intervals": 32, "ema": 0.95, "distance": "l2"}
+    search_space = {"ema": Range(0.9, 0.999), "distance": Choice(DISTANCES)}
+    """The target network's EMA rate from 0.9 to 0.999 around the default 0.95, and either distance; iterations
+    are the budget and intervals the grid, kept."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

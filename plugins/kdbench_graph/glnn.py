@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, ModelOutput
+from kdbench import Batch, ModelOutput, Range
 from kdbench_graph.transductive import WholeGraphMethod
 
 
@@ -26,6 +26,8 @@ class GLNN(WholeGraphMethod):
     name = "glnn"
     needs = "logits"
     defaults = {"lamb": 0.0}
+    search_space = {"lamb": Range(0.0, 1.0)}
+    """The paper's lambda in [0, 1] (the authors' default 0: soft targets alone)."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from kdbench import Batch, IncompatibleCombination, ModelOutput, ModelSpec, Task
+from kdbench import Batch, IncompatibleCombination, ModelOutput, ModelSpec, Range, Task
 from kdbench_graph.models import GraphModelSpec
 from kdbench_graph.transductive import WholeGraphMethod
 
@@ -46,6 +46,8 @@ class LSP(WholeGraphMethod):
     needs = "features"
     defaults = {"student_feature": "embedding", "teacher_feature": "embedding", "weight": 1.0,
                 "scale": 100.0}
+    search_space = {"weight": Range(0.1, 10.0, log=True), "scale": Range(10.0, 1000.0, log=True)}
+    """A decade either side of the authors' code: lambda = 1, kernel scale 100."""
 
     @classmethod
     def check(cls, task: Task, teachers: list[ModelSpec], student: ModelSpec) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_methods.feature_adapters import resize, shared_maps
 
 
@@ -30,6 +30,8 @@ class AT(Method):
     scheme = "offline"
     needs = "features"
     defaults = {"beta": 1000.0, "p": 2.0}
+    search_space = {"beta": Range(100.0, 10000.0, log=True)}
+    """A decade either side of the paper's beta = 1000; p = 2 is the paper's attention mapping, kept."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from kdbench import Method, TrainContext, UserError
+from kdbench import Method, Range, TrainContext, UserError
 from kdbench_methods.soft_targets import check_soft_target_params
 from kdbench_methods.stages import frozen, train_stage
 
@@ -27,6 +27,8 @@ class BAN(Method):
     scheme = "self"
     needs = "none"
     defaults = {"generations": 2, "T": 1.0, "alpha": 1.0}
+    search_space = {"T": Range(1.0, 20.0, log=True)}
+    """The paper distils at T = 1; up to kd's 20 (Hinton et al.). Generations are the scheme's size."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_methods.feature_adapters import feature_pair
 
 
@@ -42,6 +42,8 @@ class CC(Method):
     needs = "features"
     defaults = {"student_feature": "embedding", "teacher_feature": "embedding",
                 "gamma": 0.4, "order": 2, "weight": 100.0}
+    search_space = {"weight": Range(10.0, 1000.0, log=True)}
+    """A decade either side of Knowledge-Distillation-Zoo's weight 100; the kernel settings are kept."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_methods.feature_adapters import feature_pair
 
 
@@ -40,6 +40,8 @@ class CRD(Method):
     needs = "features"
     defaults = {"student_feature": "embedding", "teacher_feature": "embedding", "dim": 128,
                 "negatives": 16384, "nce_t": 0.07, "momentum": 0.5, "weight": 0.8}
+    search_space = {"weight": Range(0.08, 8.0, log=True), "nce_t": Range(0.02, 0.5, log=True)}
+    """A decade either side of the paper's weight 0.8; the NCE temperature from 0.02 to 0.5 around its 0.07."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 
 
 def pearson_distance(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -32,6 +32,9 @@ class DIST(Method):
     scheme = "offline"
     needs = "logits"
     defaults = {"beta": 1.0, "gamma": 1.0, "tau": 1.0}
+    search_space = {"beta": Range(0.25, 4.0, log=True), "gamma": Range(0.25, 4.0, log=True),
+                    "tau": Range(0.5, 8.0, log=True)}
+    """Around the official code's settings: beta = gamma = tau = 1 (ImageNet), beta = gamma = 2, tau = 4 (CIFAR-100)."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_methods.soft_targets import check_soft_target_params, kl_divergence, soft_target_loss
 
 _EXCLUDED = -1e9
@@ -52,6 +52,9 @@ class DKD(Method):
     scheme = "offline"
     needs = "logits"
     defaults = {"alpha": 1.0, "beta": 8.0, "T": 4.0, "warmup": 20 / 240}
+    search_space = {"alpha": Range(0.5, 2.0, log=True), "beta": Range(1.0, 10.0), "T": Range(1.0, 20.0, log=True)}
+    """alpha a factor 2 around the paper's 1 (it holds alpha and sweeps beta from 1 to 10); T as kd's. The warm-up
+    is a schedule, kept."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

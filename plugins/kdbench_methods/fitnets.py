@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_methods.feature_adapters import feature_pair, regressor, resize
 
 
@@ -27,6 +27,8 @@ class FitNets(Method):
     scheme = "offline"
     needs = "features"
     defaults = {"student_feature": "stage2", "teacher_feature": "stage2", "weight": 100.0}
+    search_space = {"weight": Range(10.0, 1000.0, log=True)}
+    """A decade either side of mdistiller/RepDistiller's hint weight 100."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

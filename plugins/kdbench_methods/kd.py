@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_methods.soft_targets import check_soft_target_params, soft_target_loss
 
 
@@ -19,6 +19,8 @@ class KD(Method):
     scheme = "offline"
     needs = "logits"
     defaults = {"T": 4.0, "alpha": 0.9}
+    search_space = {"T": Range(1.0, 20.0, log=True), "alpha": Range(0.0, 1.0)}
+    """T: Hinton et al. distil at T from 1 to 20 (mdistiller/RepDistiller use 4); alpha: the whole soft/hard blend."""
     reverse: ClassVar[bool] = False
     """Distil with KL(student ‖ teacher) instead of KL(teacher ‖ student) (see ``kd-reverse``)."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_methods.soft_targets import check_soft_target_params, soft_target_loss
 
 
@@ -30,6 +30,8 @@ class LSKD(Method):
     scheme = "offline"
     needs = "logits"
     defaults = {"T": 2.0, "kd_weight": 9.0, "ce_weight": 1.0}
+    search_space = {"T": Range(1.0, 10.0, log=True)}
+    """The base temperature around the official CIFAR-100 value 2; the KD and CE weights are kept at 9 and 1."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

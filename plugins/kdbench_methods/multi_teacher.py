@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, IncompatibleCombination, Method, ModelOutput, Task, Teacher
+from kdbench import Batch, IncompatibleCombination, Method, ModelOutput, Range, Task, Teacher
 from kdbench_methods.soft_targets import check_soft_target_params, kl_divergence
 
 
@@ -28,6 +28,8 @@ class MultiTeacher(Method):
     needs = "logits"
     max_teachers = 8
     defaults = {"T": 4.0, "alpha": 0.9, "weights": []}
+    search_space = {"T": Range(1.0, 20.0, log=True), "alpha": Range(0.0, 1.0)}
+    """As kd's: T from 1 to 20 (Hinton et al.), alpha over the blend; the per-teacher weights are the pair's."""
 
     def __init__(self, task: Task, teachers: list[Teacher], **params: Any) -> None:
         super().__init__(task, teachers, **params)

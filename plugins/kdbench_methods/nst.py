@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, IncompatibleCombination, Method, ModelOutput
+from kdbench import Batch, IncompatibleCombination, Method, ModelOutput, Range
 from kdbench_methods.feature_adapters import feature_pair, resize
 
 
@@ -41,6 +41,8 @@ class NST(Method):
     scheme = "offline"
     needs = "features"
     defaults = {"student_feature": "stage3", "teacher_feature": "stage3", "weight": 50.0}
+    search_space = {"weight": Range(5.0, 500.0, log=True)}
+    """A decade either side of the paper's lambda = 50 (mdistiller/RepDistiller's too)."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

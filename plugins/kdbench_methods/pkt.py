@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_methods.feature_adapters import feature_pair
 
 EPS = 1e-7
@@ -35,6 +35,8 @@ class PKT(Method):
     scheme = "offline"
     needs = "features"
     defaults = {"student_feature": "embedding", "teacher_feature": "embedding", "weight": 30000.0}
+    search_space = {"weight": Range(3000.0, 300000.0, log=True)}
+    """A decade either side of RepDistiller/mdistiller's weight 30000."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_methods.feature_adapters import feature_pair
 
 
@@ -40,6 +40,8 @@ class RKD(Method):
     needs = "features"
     defaults = {"student_feature": "embedding", "teacher_feature": "embedding",
                 "distance_weight": 25.0, "angle_weight": 50.0}
+    search_space = {"distance_weight": Range(2.5, 250.0, log=True), "angle_weight": Range(5.0, 500.0, log=True)}
+    """A decade either side of the paper's weights, 25 (distance) and 50 (angle)."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_methods.feature_adapters import feature_pair
 
 
@@ -31,6 +31,8 @@ class SP(Method):
     scheme = "offline"
     needs = "features"
     defaults = {"student_feature": "stage3", "teacher_feature": "stage3", "gamma": 3000.0}
+    search_space = {"gamma": Range(300.0, 30000.0, log=True)}
+    """A decade either side of the paper's CIFAR gamma = 3000."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

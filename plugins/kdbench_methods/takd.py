@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from kdbench import Method, TrainContext, UserError
+from kdbench import Method, Range, TrainContext, UserError
 from kdbench_methods.soft_targets import check_soft_target_params
 from kdbench_methods.stages import frozen, train_stage
 
@@ -28,6 +28,8 @@ class TAKD(Method):
     scheme = "offline"
     needs = "logits"
     defaults = {"assistant": None, "T": 4.0, "alpha": 0.9}
+    search_space = {"T": Range(1.0, 20.0, log=True), "alpha": Range(0.0, 1.0)}
+    """As kd's (the paper searched T and lambda per pair); the assistant is the suite's choice, not a knob."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

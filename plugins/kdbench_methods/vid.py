@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_methods.feature_adapters import regressor, resize, shared_maps
 
 
@@ -30,6 +30,8 @@ class VID(Method):
     scheme = "offline"
     needs = "features"
     defaults = {"weight": 1.0, "init_var": 5.0, "eps": 1e-5}
+    search_space = {"weight": Range(0.1, 10.0, log=True)}
+    """A decade either side of RepDistiller/mdistiller's weight 1; init_var and eps are numerics, kept."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, ModelOutput
+from kdbench import Batch, ModelOutput, Range
 from kdbench_recsys.distillation import RankingDistillation
 from kdbench_recsys.view import BPR_PAIR, Rankings
 
@@ -46,6 +46,9 @@ class CD(RankingDistillation):
     name = "cd"
     uses_student_ranking = True
     defaults = {"samples": 10, "T": 10.0, "epsilon": 0.1, "weight": 1.0}
+    search_space = {"weight": Range(0.1, 10.0, log=True), "T": Range(1.0, 100.0, log=True),
+                    "epsilon": Range(0.01, 1.0, log=True)}
+    """A decade either side of the defaults lambda = 1, T = 10, epsilon = 0.1; samples is a count."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

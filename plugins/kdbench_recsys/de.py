@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 
 
 class DistillationExperts(nn.Module):
@@ -58,6 +58,9 @@ class DE(Method):
     scheme = "offline"
     needs = "features"
     defaults = {"experts": 5, "weight": 0.01, "final_temperature": 0.01}
+    search_space = {"weight": Range(0.001, 0.1, log=True), "final_temperature": Range(0.01, 1.0, log=True)}
+    """lambda a decade either side of 0.01 (the paper tunes it per dataset); the anneal's end from 0.01 (below it
+    only risks overflow) to 1 (no anneal)."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, ModelOutput
+from kdbench import Batch, ModelOutput, Range
 from kdbench_recsys.distillation import RankingDistillation
 from kdbench_recsys.view import BPR_PAIR, Rankings
 
@@ -47,6 +47,9 @@ class RD(RankingDistillation):
     name = "rd"
     uses_student_ranking = True
     defaults = {"K": 10, "lamb": 1.0, "mu": 0.1, "alpha": 0.5}
+    search_space = {"alpha": Range(0.0, 1.0), "mu": Range(0.01, 1.0, log=True), "lamb": Range(0.1, 10.0, log=True)}
+    """Around the paper's alpha = 0.5 (the whole blend), mu = 0.1 and lambda = 1 (a decade either side); K is a
+    count."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from kdbench import Batch, ModelOutput
+from kdbench import Batch, ModelOutput, Range
 from kdbench_recsys.distillation import RankingDistillation
 from kdbench_recsys.view import BPR_PAIR, Rankings
 
@@ -44,6 +44,9 @@ class RRD(RankingDistillation):
 
     name = "rrd"
     defaults = {"K": 40, "L": 40, "N": 100, "T": 10.0, "weight": 0.01}
+    search_space = {"weight": Range(0.001, 0.1, log=True), "T": Range(1.0, 100.0, log=True)}
+    """lambda over the values checked above, 0.001 to 0.1 (the paper tunes it per dataset); T a decade around 10.
+    K, L and N are counts."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

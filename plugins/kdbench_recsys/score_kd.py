@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, ModelOutput
+from kdbench import Batch, ModelOutput, Range
 from kdbench_recsys.distillation import RankingDistillation
 from kdbench_recsys.view import Rankings
 
@@ -24,6 +24,8 @@ class ScoreKD(RankingDistillation):
 
     name = "score-kd"
     defaults = {"weight": 1.0}
+    search_space = {"weight": Range(0.1, 10.0, log=True)}
+    """A decade either side of weight 1 (score regression has no paper value for this loss's scale)."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench import Batch, IncompatibleCombination, Method, ModelOutput
+from kdbench import Batch, IncompatibleCombination, Method, ModelOutput, Range
 
 
 def bev_maps(student: ModelOutput, teacher: ModelOutput | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,6 +38,8 @@ class BEVFeature(Method):
     scheme = "offline"
     needs = "features"
     defaults = {"weight": 1.0, "background": 0.05}
+    search_space = {"weight": Range(0.1, 10.0, log=True)}
+    """A decade either side of weight 1; the background floor is BEVDistill's weighting, kept."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

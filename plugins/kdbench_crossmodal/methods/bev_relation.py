@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_crossmodal.bev_grid import CELL, X_RANGE, Y_RANGE
 from kdbench_crossmodal.methods.bev_feature import bev_maps
 
@@ -56,6 +56,8 @@ class BEVRelation(Method):
     scheme = "offline"
     needs = "features"
     defaults = {"weight": 10.0}
+    search_space = {"weight": Range(1.0, 100.0, log=True)}
+    """A decade either side of weight 10."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, Method, ModelOutput
+from kdbench import Batch, Method, ModelOutput, Range
 from kdbench_crossmodal.kitti_format import CLASSES
 
 
@@ -37,6 +37,8 @@ class HeatmapKD(Method):
     scheme = "offline"
     needs = "logits"
     defaults = {"weight": 1.0, "T": 1.0}
+    search_space = {"weight": Range(0.1, 10.0, log=True), "T": Range(1.0, 10.0, log=True)}
+    """A decade either side of weight 1; T from 1 (the default) up, as Hinton et al. soften."""
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> None:

@@ -1,0 +1,116 @@
+"""kdbench tune: one budget for every method, scored on val only, resumable after a kill, and runs at the
+chosen values that carry them in their config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO, write_suite
+
+PLUGIN = str(REPO / "tests" / "tuning_plugin.py")
+SUITE = """
+name: bowls
+seeds: 2
+tasks: [bowl]
+pairs:
+  - {{student: carrier}}
+methods: [bowl, bowl-far]
+tune: {{trials: {trials}}}
+"""
+
+
+def optuna_trials(work: Path) -> dict[str, list]:
+    import optuna
+
+    storage = f"sqlite:///{work / 'optuna.db'}"
+    return {s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).get_trials()
+            for s in optuna.get_all_study_summaries(storage)}
+
+
+def test_every_method_gets_the_same_budget_defaults_first_and_the_sampler_finds_the_optimum(cli, isolated: Path):
+    suite = write_suite(isolated / "bowls.yaml", SUITE.format(trials=30))
+    code, out, err = cli("tune", suite, "--plugin", PLUGIN)
+    assert code == 0, out + err
+    studies = optuna_trials(isolated)
+    assert len(studies) == 2  # one per method: both seeds share it
+    optima = {"bowl": (0.7, -0.3), "bowl-far": (-1.2, 1.5)}
+    for trials in studies.values():
+        assert [t.state.name for t in trials] == ["COMPLETE"] * 30  # the same budget for each
+        assert trials[0].params == {"x": 0.0, "y": 0.0} and trials[0].user_attrs["defaults"]  # trial 0
+        best = max(trials, key=lambda t: t.value)
+        name = next(n for n, (x, y) in optima.items() if abs(trials[0].value + x * x + y * y) < 1e-6)
+        x, y = optima[name]
+        assert best.value > -0.05 and abs(best.params["x"] - x) < 0.25 and abs(best.params["y"] - y) < 0.25
+    # scored on val only: every trial evaluated val once, nothing evaluated test
+    assert (isolated / "evaluated.txt").read_text().split() == ["val"] * 60
+    # trials are MLflow runs of their own experiment, under one parent per study, never on the board
+    client = MlflowClient(tracking_uri=f"sqlite:///{isolated / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("bowls-tune").experiment_id], max_results=500)
+    trial_runs = [r for r in runs if r.data.tags.get("kdbench.role") == "trial"]
+    parents = {r.info.run_id for r in runs if r.data.tags.get("kdbench.role") == "study"}
+    assert len(trial_runs) == 60 and len(parents) == 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in trial_runs} == parents
+    assert all("val_score" in r.data.metrics and "test_score" not in r.data.metrics for r in trial_runs)
+    assert client.get_experiment_by_name("bowls") is None  # no teacher, so nothing ran in the suite's own
+
+
+def test_tuned_runs_carry_the_chosen_values_in_params_and_key_and_stay_apart_from_untuned(cli, isolated: Path):
+    suite = write_suite(isolated / "bowls.yaml", SUITE.format(trials=6))
+    assert cli("tune", suite, "--plugin", PLUGIN)[0] == 0
+    assert cli("run", suite, "--plugin", PLUGIN)[0] == 0
+    code, out, err = cli("run", suite, "--plugin", PLUGIN, "--tuned")
+    assert code == 0, out + err
+    assert "tuned: 6 trials per method on val, TPE; bowl: x [-2, 2], y [-2, 2]" in " ".join(out.split())
+    studies = {t[0].value: t for t in optuna_trials(isolated).values()}
+    client = MlflowClient(tracking_uri=f"sqlite:///{isolated / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("bowls").experiment_id])
+    tuned = [r for r in runs if "kdbench.tuned" in r.data.tags]
+    untuned = [r for r in runs if "kdbench.tuned" not in r.data.tags]
+    assert len(tuned) == len(untuned) == 4  # two methods × two seeds, each protocol
+    keys = {r.data.tags["kdbench.config_hash"] for r in tuned} | {r.data.tags["kdbench.config_hash"] for r in untuned}
+    assert len(keys) == 8  # the tuned values are part of the key
+    for run in tuned:
+        trials = next(t for t in studies.values() if t[0].params and run.data.tags["kdbench.tuned"])
+        chosen = json.loads(run.data.tags["kdbench.params"])
+        best = [t for t in sum(studies.values(), []) if t.params == {"x": chosen["x"], "y": chosen["y"]}]
+        assert best and trials, run.data.tags
+        assert run.data.params["method.params.x"] == str(chosen["x"])
+        assert run.data.params["tuning.trials"] == "6" and run.data.params["tuning.split"] == "val"
+    code, out, _ = cli("leaderboard", suite, "--plugin", PLUGIN)
+    assert code == 0 and "defaults: not tuned" in out and "tuning Δval" not in out
+
+
+@pytest.mark.parametrize("kill", ["3", "3:end"], ids=["between-trials", "mid-trial"])
+def test_a_killed_tune_resumes_to_exactly_the_budget(isolated: Path, kill: str):
+    suite = write_suite(isolated / "bowls.yaml", SUITE.format(trials=5))
+    command = [sys.executable, "-m", "kdbench.cli", "tune", str(suite), "--plugin", PLUGIN]
+    killed = subprocess.run(command, cwd=isolated, env={**os.environ, "KDBENCH_TEST_KILL": kill},
+                            capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    resumed = subprocess.run(command, cwd=isolated, env=dict(os.environ), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    states = sorted([t.state.name for t in trials] for trials in optuna_trials(isolated).values())
+    # the study that was running when the process died has its killed trial failed, not counted
+    assert states == [["COMPLETE"] * 5, ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]]
+
+
+def test_a_range_a_method_refuses_is_a_one_line_error_naming_method_and_parameter(cli, isolated: Path):
+    suite = write_suite(isolated / "bad.yaml", """
+name: bad
+tasks: [digits]
+pairs:
+  - {teacher: hinton-mlp-1200, student: mlp-30}
+methods: [kd]
+tune: {params: {kd: {T: {low: 0, high: 5}}}}
+""")
+    code, out, err = cli("tune", suite)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"kdbench: error: {suite}: tune.params.kd.T: T = 0.0 is refused by method "
+                                        "kd: T must be positive, got 0.0"]
