@@ -35,27 +35,27 @@ def optuna_trials(work: Path) -> dict[str, list]:
 
 
 def test_every_method_gets_the_same_budget_defaults_first_and_the_sampler_finds_the_optimum(cli, isolated: Path):
-    suite = write_suite(isolated / "bowls.yaml", SUITE.format(trials=30))
+    suite = write_suite(isolated / "bowls.yaml", SUITE.format(trials=20))
     code, out, err = cli("tune", suite, "--plugin", PLUGIN)
     assert code == 0, out + err
     studies = optuna_trials(isolated)
     assert len(studies) == 2  # one per method: both seeds share it
     optima = {"bowl": (0.7, -0.3), "bowl-far": (-1.2, 1.5)}
     for trials in studies.values():
-        assert [t.state.name for t in trials] == ["COMPLETE"] * 30  # the same budget for each
+        assert [t.state.name for t in trials] == ["COMPLETE"] * 20  # the same budget for each
         assert trials[0].params == {"x": 0.0, "y": 0.0} and trials[0].user_attrs["defaults"]  # trial 0
         best = max(trials, key=lambda t: t.value)
         name = next(n for n, (x, y) in optima.items() if abs(trials[0].value + x * x + y * y) < 1e-6)
         x, y = optima[name]
-        assert best.value > -0.05 and abs(best.params["x"] - x) < 0.25 and abs(best.params["y"] - y) < 0.25
+        assert best.value > -0.1 and abs(best.params["x"] - x) < 0.3 and abs(best.params["y"] - y) < 0.3
     # scored on val only: every trial evaluated val once, nothing evaluated test
-    assert (isolated / "evaluated.txt").read_text().split() == ["val"] * 60
+    assert (isolated / "evaluated.txt").read_text().split() == ["val"] * 40
     # trials are MLflow runs of their own experiment, under one parent per study, never on the board
     client = MlflowClient(tracking_uri=f"sqlite:///{isolated / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("bowls-tune").experiment_id], max_results=500)
     trial_runs = [r for r in runs if r.data.tags.get("kdbench.role") == "trial"]
     parents = {r.info.run_id for r in runs if r.data.tags.get("kdbench.role") == "study"}
-    assert len(trial_runs) == 60 and len(parents) == 2
+    assert len(trial_runs) == 40 and len(parents) == 2
     assert {r.data.tags["mlflow.parentRunId"] for r in trial_runs} == parents
     assert all("val_score" in r.data.metrics and "test_score" not in r.data.metrics for r in trial_runs)
     assert client.get_experiment_by_name("bowls") is None  # no teacher, so nothing ran in the suite's own
@@ -89,7 +89,7 @@ def test_tuned_runs_carry_the_chosen_values_in_params_and_key_and_stay_apart_fro
 
 @pytest.mark.parametrize("kill", ["3", "3:end"], ids=["between-trials", "mid-trial"])
 def test_a_killed_tune_resumes_to_exactly_the_budget(isolated: Path, kill: str):
-    suite = write_suite(isolated / "bowls.yaml", SUITE.format(trials=5))
+    suite = write_suite(isolated / "bowls.yaml", SUITE.format(trials=4))
     command = [sys.executable, "-m", "kdbench.cli", "tune", str(suite), "--plugin", PLUGIN]
     killed = subprocess.run(command, cwd=isolated, env={**os.environ, "KDBENCH_TEST_KILL": kill},
                             capture_output=True, text=True)
@@ -98,7 +98,7 @@ def test_a_killed_tune_resumes_to_exactly_the_budget(isolated: Path, kill: str):
     assert resumed.returncode == 0, resumed.stderr
     states = sorted([t.state.name for t in trials] for trials in optuna_trials(isolated).values())
     # the study that was running when the process died has its killed trial failed, not counted
-    assert states == [["COMPLETE"] * 5, ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]]
+    assert states == [["COMPLETE"] * 4, ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]]
 
 
 def test_a_range_a_method_refuses_is_a_one_line_error_naming_method_and_parameter(cli, isolated: Path):
