@@ -27,3 +27,8 @@ class IncompatibleCombination(Exception):
 
     Not a UserError: the runner records the combination as skipped (n/a) and goes on.
     """
+
+
+class Stopped(Exception):
+    """A run stopped on purpose by whoever watches its epochs (a pruned tuning trial): recorded as
+    such, not as a failure."""

@@ -125,10 +125,10 @@ def kdbench_epoch_end(run: Run, epoch: int, metrics: dict[str, float]) -> None:
 def kdbench_run_end(run: Run, status: str, metrics: dict[str, float]) -> None:
     """Called when a combination that started ends, whatever the outcome.
 
-    ``run`` is as in ``kdbench_run_start``; ``status`` is 'FINISHED', 'FAILED', 'KILLED'
-    or 'N/A' (found incompatible only once running, e.g. a method that needs spatial maps
-    given vectors); ``metrics`` holds the final test metrics (empty when the run did not
-    finish).
+    ``run`` is as in ``kdbench_run_start``; ``status`` is 'FINISHED', 'FAILED', 'KILLED',
+    'N/A' (found incompatible only once running, e.g. a method that needs spatial maps
+    given vectors) or 'PRUNED' (a tuning trial stopped early by the pruner); ``metrics``
+    holds the final metrics (empty when the run did not finish).
     """
 
 

@@ -19,13 +19,14 @@ import os
 import re
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from kdbench.errors import IncompatibleCombination, UserError
+from kdbench.errors import IncompatibleCombination, Stopped, UserError
 from kdbench.hashing import canonical_json
 from kdbench.model_stats import measure
 from kdbench.plan import Combination
@@ -44,7 +45,8 @@ PICTURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.png")
 class Outcome:
     combination: Combination
     status: str
-    """'FINISHED', 'FAILED', 'KILLED', 'SKIPPED' (already finished) or 'N/A' (incompatible)."""
+    """'FINISHED', 'FAILED', 'KILLED', 'SKIPPED' (already finished), 'N/A' (incompatible) or 'PRUNED'
+    (stopped early by its watcher)."""
     error: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -111,8 +113,13 @@ class Runner:
             self.progress.end_run(outcome)
         return self.outcomes
 
-    def run_one(self, combination: Combination, tags: dict[str, str] | None = None) -> Outcome:
-        """Run one combination as one MLflow run (``tags`` added to its own: a tuning trial's study)."""
+    def run_one(self, combination: Combination, tags: dict[str, str] | None = None,
+                watch: Callable[[int, dict[str, float]], None] | None = None) -> Outcome:
+        """Run one combination as one MLflow run (``tags`` added to its own: a tuning trial's parent).
+
+        ``watch`` sees each epoch's metrics once they are logged, and may stop the run by raising
+        ``Stopped`` (a pruner does): its outcome is then 'PRUNED'.
+        """
         if combination.skip_reason is not None:
             run = self._start(combination, {"kdbench.skipped": combination.skip_reason, **(tags or {})})
             return self._record(combination, run, "N/A", combination.skip_reason, hooks=False)
@@ -120,7 +127,9 @@ class Runner:
         started = time.perf_counter()
         try:
             self.hook.kdbench_run_start(run=run)
-            metrics = self._execute(combination, run)
+            metrics = self._execute(combination, run, watch)
+        except Stopped as stop:
+            return self._record(combination, run, "PRUNED", str(stop))
         except KeyboardInterrupt:
             self._record(combination, run, "KILLED", "interrupted (Ctrl-C)")
             raise
@@ -147,9 +156,11 @@ class Runner:
             self.tracker.log_metrics(run.run_id, metrics)
         elif status == "N/A":
             self.tracker.set_tags(run.run_id, {"kdbench.skipped": reason})
+        elif status == "PRUNED":
+            self.tracker.set_tags(run.run_id, {"kdbench.pruned": reason})
         else:
             self.tracker.set_tags(run.run_id, {"kdbench.error": reason})
-        self.tracker.end(run.run_id, "FINISHED" if status == "N/A" else status)
+        self.tracker.end(run.run_id, "FINISHED" if status in ("N/A", "PRUNED") else status)
         if hooks:
             self.hook.kdbench_run_end(run=run, status=status, metrics=metrics)
         if status in ("FINISHED", "N/A"):
@@ -177,13 +188,14 @@ class Runner:
         self.tracker.log_text(run_id, json.dumps(combination.config, indent=2, sort_keys=True), "config.json")
         return Run.of(combination, run_id)
 
-    def _execute(self, combination: Combination, run: Run) -> dict[str, float]:
+    def _execute(self, combination: Combination, run: Run,
+                 watch: Callable[[int, dict[str, float]], None] | None) -> dict[str, float]:
         """Train (or load) the run's model, then evaluate and measure it."""
         networks = [self._load_teacher(teacher) for teacher in combination.teachers]
         torch.manual_seed(combination.seed)
         model = combination.model_spec.build(combination.task)
         self.progress.start_run(combination, combination.recipe.epochs)
-        context = self._context(combination, run, model, networks)
+        context = self._context(combination, run, model, networks, watch)
         if combination.role == "teacher" and self.cache.has(combination.key) and not self.rerun:
             # trained by an earlier suite or invocation: evaluate the cached checkpoint, don't retrain
             trained = self.cache.load(combination.key, model)
@@ -208,14 +220,16 @@ class Runner:
         torch.manual_seed(teacher.seed)
         return self.cache.load(teacher.key, teacher.model_spec.build(teacher.task))
 
-    def _context(self, combination: Combination, run: Run, model: nn.Module,
-                 networks: list[nn.Module]) -> TrainContext:
+    def _context(self, combination: Combination, run: Run, model: nn.Module, networks: list[nn.Module],
+                 watch: Callable[[int, dict[str, float]], None] | None) -> TrainContext:
         """The run's training context: its method (if any) with a handle on each teacher, and the logging."""
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             self.tracker.log_metrics(run.run_id, metrics, step=epoch)
             self.hook.kdbench_epoch_end(run=run, epoch=epoch, metrics=metrics)
             self.progress.epoch(epoch, metrics)
+            if watch is not None:
+                watch(epoch, metrics)
 
         role = "teacher" if combination.role == "teacher" else "student"
         method, teachers = None, ()

@@ -8,7 +8,10 @@ and does not count, and the study ends with exactly ``trials`` finished trials. 
 is TPE, seeded with the block's seed plus the number of trials already in the study (a
 reseeded sampler would otherwise replay its first draws after a restart).
 
-Every trial is an MLflow run (role 'trial') in the suite's tuning experiment, ``<suite>-tune``,
+A median pruner stops a trial whose validation curve falls below the median of the trials
+before it at the same epoch (after the first four, and the first epoch); a pruned trial counts
+towards the budget, as it spent its share. Every trial is an MLflow run (role 'trial') in the
+suite's tuning experiment, ``<suite>-tune``,
 under one parent run per study, so no trial can reach a leaderboard. Teachers are trained by
 their own runs in the suite's experiment first, and every trial reuses them from the cache.
 """
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kdbench.errors import UserError
+from kdbench.errors import Stopped, UserError
 from kdbench.hashing import canonical_json, config_hash
 from kdbench.plan import Combination, retuned
 from kdbench.runner import Runner
@@ -29,6 +32,8 @@ from kdbench.suite import Suite
 
 RECIPE = "recipe."
 """Prefix of searched recipe fields among a trial's parameters."""
+PRUNE_AFTER = 4  # and never at epoch 1: n_warmup_steps=2, as epochs count from 1
+"""Trials that run to the end before the median pruner may stop one: its median needs a few curves."""
 COUNTED = "kdbench_counted"
 """A trial's user attribute: it ran to an outcome (finished, or failed by itself) and counts towards the budget."""
 
@@ -110,7 +115,8 @@ def load_study(study: Study, storage: str, create: bool = True) -> Any:
             return optuna.load_study(study_name=study.name, storage=storage)
         except KeyError:
             return None
-    return optuna.create_study(study_name=study.name, storage=storage, direction=direction, load_if_exists=True)
+    return optuna.create_study(study_name=study.name, storage=storage, direction=direction, load_if_exists=True,
+                               pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=2))
 
 
 def counted(optuna_study: Any) -> list[Any]:
@@ -144,12 +150,23 @@ def tune(study: Study, storage: str, trials: int, runner: Runner, seed: int, epo
         note = {"study": study.name, "trial": trial.number}
         combination = retuned(study.combination, params, {**recipe, **({"epochs": epochs} if epochs else {})},
                               note, trial=True)
+        key = f"val_{combination.task.primary_metric}"
+
+        def watch(epoch: int, metrics: dict[str, float], trial: Any = trial, key: str = key) -> None:
+            if key in metrics:
+                trial.report(metrics[key], epoch)
+                if trial.should_prune():
+                    raise Stopped(f"pruned at epoch {epoch}: {key} {metrics[key]:.4g} is below the median of the "
+                                  "trials before it at that epoch")
+
         runner.progress.start_run(combination, combination.recipe.epochs)
-        outcome = runner.run_one(combination, {"mlflow.parentRunId": parent_id})
+        outcome = runner.run_one(combination, {"mlflow.parentRunId": parent_id}, watch)
         runner.progress.end_run(outcome)
         trial.set_user_attr(COUNTED, True)
-        value = outcome.metrics.get(f"val_{combination.task.primary_metric}")
-        if outcome.status == "FINISHED" and value is not None:
+        value = outcome.metrics.get(key)
+        if outcome.status == "PRUNED":
+            optuna_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif outcome.status == "FINISHED" and value is not None:
             optuna_study.tell(trial, value)
         else:
             trial.set_user_attr("error", outcome.error[:500])

@@ -87,6 +87,33 @@ def test_tuned_runs_carry_the_chosen_values_in_params_and_key_and_stay_apart_fro
     assert code == 0 and "defaults: not tuned" in out and "tuning Δval" not in out
 
 
+def test_the_median_pruner_stops_trials_behind_the_median_and_they_count_towards_the_budget(cli, isolated: Path):
+    suite = write_suite(isolated / "pruned.yaml", """
+name: pruned
+tasks: [bowl]
+pairs:
+  - {student: carrier}
+methods: [bowl-epochs]
+recipe:
+  student: {epochs: 3}
+tune: {trials: 12}
+""")
+    code, out, err = cli("tune", suite, "--plugin", PLUGIN)
+    assert code == 0, out + err
+    (trials,) = optuna_trials(isolated).values()
+    states = [t.state.name for t in trials]
+    assert len(states) == 12 and set(states) == {"COMPLETE", "PRUNED"} and "PRUNED" not in states[:4]
+    best = max(t.value for t in trials if t.state.name == "COMPLETE")
+    for trial in trials:
+        if trial.state.name == "PRUNED":  # stopped at epoch 2, behind the median of the trials before it
+            assert max(trial.intermediate_values) == 2 and trial.intermediate_values[2] < best
+    client = MlflowClient(tracking_uri=f"sqlite:///{isolated / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("pruned-tune").experiment_id], max_results=100)
+    pruned = [r for r in runs if "kdbench.pruned" in r.data.tags]
+    assert len(pruned) == states.count("PRUNED") and all(r.info.status == "FINISHED" for r in pruned)
+    assert all([m.step for m in client.get_metric_history(r.info.run_id, "val_score")] == [1, 2] for r in pruned)
+
+
 @pytest.mark.parametrize("kill", ["3", "3:end"], ids=["between-trials", "mid-trial"])
 def test_a_killed_tune_resumes_to_exactly_the_budget(isolated: Path, kill: str):
     suite = write_suite(isolated / "bowls.yaml", SUITE.format(trials=4))

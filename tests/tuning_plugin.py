@@ -2,7 +2,8 @@
 
 Task ``bowl`` (kind ``objective``) scores a model by the number it carries: ``bowl`` and
 ``bowl-far`` train nothing (``train_steps`` 0) and hand over a model carrying
-−(x − x*)² − (y − y*)² at their parameters, so where the sampler should end up is known exactly.
+−(x − x*)² − (y − y*)² at their parameters, so where the sampler should end up is known exactly;
+``bowl-epochs`` carries the same number through every epoch of a real training run (for the pruner).
 Every evaluation appends its split to ``evaluated.txt`` in the working folder, so a test can prove
 the test split is never touched while tuning. ``KDBENCH_TEST_KILL=N`` SIGKILLs the process when
 the N-th trial run starts (between trials) and ``KDBENCH_TEST_KILL=N:end`` when its run has ended
@@ -98,6 +99,26 @@ class FarBowl(Bowl):
     name = "bowl-far"
 
 
+class EpochBowl(Bowl):
+    """The same objective, but trained for the recipe's epochs: each epoch's val score is the objective,
+    so the median pruner has curves to compare."""
+
+    name = "bowl-epochs"
+
+    def train_steps(self) -> None:
+        return None
+
+    def prepare_student(self, student: nn.Module) -> None:
+        best_x, best_y = OPTIMA["bowl"]
+        student.value.fill_(-((self.x - best_x) ** 2) - (self.y - best_y) ** 2)
+
+    def trained(self, student: nn.Module) -> nn.Module:
+        return student
+
+    def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
+        return {"task": self.task.loss(student.output, batch)}
+
+
 @hookimpl
 def kdbench_kinds() -> list[Kind]:
     return [Kind("objective", baseline="bowl", reference="bowl-far", metrics=(Metric("score", True),))]
@@ -115,7 +136,7 @@ def kdbench_students() -> list[ModelSpec]:
 
 @hookimpl
 def kdbench_methods() -> list[type[Method]]:
-    return [Bowl, FarBowl]
+    return [Bowl, FarBowl, EpochBowl]
 
 
 _started = 0
