@@ -32,8 +32,10 @@ from kdbench.suite import Suite
 
 RECIPE = "recipe."
 """Prefix of searched recipe fields among a trial's parameters."""
-PRUNE_AFTER = 4  # and never at epoch 1: n_warmup_steps=2, as epochs count from 1
+PRUNE_AFTER = 4
 """Trials that run to the end before the median pruner may stop one: its median needs a few curves."""
+WARMUP = 2
+"""The first epoch the pruner may stop a trial at (epochs count from 1): never on one point alone."""
 COUNTED = "kdbench_counted"
 """A trial's user attribute: it ran to an outcome (finished, or failed by itself) and counts towards the budget."""
 
@@ -116,7 +118,7 @@ def load_study(study: Study, storage: str, create: bool = True) -> Any:
         except KeyError:
             return None
     return optuna.create_study(study_name=study.name, storage=storage, direction=direction, load_if_exists=True,
-                               pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=2))
+                               pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=WARMUP))
 
 
 def counted(optuna_study: Any) -> list[Any]:
@@ -151,11 +153,14 @@ def tune(study: Study, storage: str, trials: int, runner: Runner, seed: int, epo
         combination = retuned(study.combination, params, {**recipe, **({"epochs": epochs} if epochs else {})},
                               note, trial=True)
         key = f"val_{combination.task.primary_metric}"
+        may_prune = sum(t.state == optuna.trial.TrialState.COMPLETE for t in counted(optuna_study)) >= PRUNE_AFTER
 
-        def watch(epoch: int, metrics: dict[str, float], trial: Any = trial, key: str = key) -> None:
+        def watch(epoch: int, metrics: dict[str, float], trial: Any = trial, key: str = key,
+                  may_prune: bool = may_prune) -> None:
             if key in metrics:
                 trial.report(metrics[key], epoch)
-                if trial.should_prune():
+                # asking the pruner reads every trial's curve: only where its answer can be yes
+                if may_prune and epoch >= WARMUP and trial.should_prune():
                     raise Stopped(f"pruned at epoch {epoch}: {key} {metrics[key]:.4g} is below the median of the "
                                   "trials before it at that epoch")
 

@@ -13,20 +13,15 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tests.benchmarks.common import THREADS, mnist_pair, setup
+from tests.benchmarks.common import THREADS, distillation_context, mnist_pair, setup
 
 
 def kdbench_step_times(task, teacher, student, recipe, method_class) -> list[float]:  # noqa: ANN001
-    from kdbench.teacher_outputs import TeacherOutputs
-
-    from kdbench.training import TrainContext, train
+    from kdbench.training import train
 
     stamps: list[float] = []
-    context = TrainContext(task=task, model=student, role="student", recipe=recipe, seed=0,
-                           on_batch=lambda: stamps.append(time.perf_counter()))
-    context.method = method_class(task, student, teacher)
-    context.teacher = TeacherOutputs(task, teacher, cached=True)
-    train(context)
+    train(distillation_context(task, student, recipe, method_class, teacher, cached=True,
+                               on_batch=lambda: stamps.append(time.perf_counter())))
     return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
 
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 
-from tests.benchmarks.common import THREADS, mnist_pair, seconds, setup
+from tests.benchmarks.common import THREADS, distillation_context, mnist_pair, seconds, setup
 
 EPOCHS = int(os.environ.get("EPOCHS", "3"))
 
 
 def main() -> None:
-    from kdbench.teacher_outputs import TeacherOutputs
-
-    from kdbench.training import TrainContext, train
+    from kdbench.training import train
 
     setup()
     task, teacher, fresh_student, registry = mnist_pair()
@@ -27,12 +25,10 @@ def main() -> None:
 
     def run(method: str, cached: bool | None) -> float:
         student = fresh_student()
-        context = TrainContext(task=task, model=student, role="student", recipe=recipe, seed=0)
 
-        def work() -> None:  # the teacher's table is part of KD's cost, so it is built inside the timing
-            context.method = registry.methods.get(method)(task, student, teacher if cached is not None else None)
-            context.teacher = TeacherOutputs(task, teacher, cached=cached) if cached is not None else None
-            train(context)
+        def work() -> None:  # the teacher's table is part of KD's cost: it is built, on first use, inside the timing
+            train(distillation_context(task, student, recipe, registry.methods.get(method),
+                                       teacher if cached is not None else None, cached=bool(cached)))
 
         return seconds(work)
 

@@ -46,3 +46,14 @@ def seconds(work: Callable[[], object]) -> float:
     started = time.perf_counter()
     work()
     return time.perf_counter() - started
+
+
+def distillation_context(task, student, recipe, method_class, teacher, cached: bool, **extra):  # noqa: ANN001, ANN201
+    """A training context as the runner builds it: the method holds a handle on the teacher (when it has
+    one), its outputs cached by sample index when ``cached``."""
+    from kdbench import Teacher, TrainContext
+
+    teachers = () if teacher is None else (
+        Teacher(task, teacher, method=method_class.name, needs=method_class.needs, cached=cached),)
+    return TrainContext(task=task, model=student, role="student", recipe=recipe, seed=0,
+                        method=method_class(task, list(teachers)), teachers=teachers, **extra)
