@@ -16,10 +16,15 @@ def kdbench_version() -> str:
         return "unknown"
 
 
+def checkout_root() -> Path:
+    """The folder kdbench runs from: published commands name paths relative to it."""
+    return Path(__file__).resolve().parent.parent
+
+
 @cache
 def git_commit() -> str:
     """The commit of the kdbench checkout, with '-dirty' when it has uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
+    root = checkout_root()
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True

@@ -183,3 +183,13 @@ def test_missing_store_empty_suite_and_unknown_suite_are_one_line_errors(
 def test_published_command_line_hides_tracking_credentials():
     line = command_line(["publish", "quickstart", "--tracking-uri", "https://ann:s3cret@mlflow.example:5000"])
     assert "s3cret" not in line and "https://***@mlflow.example:5000" in line
+
+
+def test_published_command_line_names_paths_relative_to_the_checkout(tmp_path: Path):
+    root = tmp_path / "checkout"
+    line = command_line(["publish", "suites/x.yaml", "--out", str(root / "results"),
+                         "--tracking-uri", f"sqlite:///{root / '.kdbench' / 'graph.db'}",
+                         f"--plugin={root / 'my.py'}", "/elsewhere/data/extra.py"], root=root)
+    assert line == ("kdbench publish suites/x.yaml --out results --tracking-uri sqlite:///.kdbench/graph.db "
+                    "--plugin=my.py .../extra.py")
+    assert str(tmp_path) not in line

@@ -26,7 +26,7 @@ from kdbench.leaderboard.board import INTERNAL, Board
 from kdbench.leaderboard.columns import checkpoint_rule, columns, footnotes
 from kdbench.leaderboard.pictures import Fetch, publish_pictures
 from kdbench.leaderboard.plots import History, plot_group
-from kdbench.provenance import git_commit, kdbench_version
+from kdbench.provenance import checkout_root, git_commit, kdbench_version
 
 SCHEMA = "kdbench-leaderboard/1"
 FILES = ("leaderboard.md", "leaderboard.html", "leaderboard.csv", "leaderboard.json")
@@ -48,9 +48,25 @@ class Stamp:
         return f"kdbench {self.version} · commit {self.commit} · {self.date} · $ {self.command}"
 
 
-def command_line(argv: Sequence[str]) -> str:
-    """The command as typed, minus any password in a tracking URI (it would be published)."""
-    return re.sub(r"(://)[^/@\s]+@", r"\1***@", shlex.join(["kdbench", *argv]))
+def command_line(argv: Sequence[str], root: Path | None = None) -> str:
+    """The command as typed, minus any password in a tracking URI (it would be published), with every
+    absolute path — plain, ``--opt=PATH`` or an embedded ``sqlite:///`` store — made relative to the
+    checkout (``root``), so the page names no machine's folders; a path outside it keeps its name only."""
+    base = (root or checkout_root()).resolve()
+
+    def shown(arg: str) -> str:
+        option, equals, value = arg.rpartition("=") if arg.startswith("--") and "=" in arg else ("", "", arg)
+        scheme = "sqlite:///" if value.startswith("sqlite:///") else ""
+        path = Path(value[len(scheme):])
+        if not path.is_absolute():
+            return arg
+        try:
+            relative = path.resolve().relative_to(base).as_posix()
+        except ValueError:
+            relative = f".../{path.name}"
+        return f"{option}{equals}{scheme}{relative}"
+
+    return re.sub(r"(://)[^/@\s]+@", r"\1***@", shlex.join(["kdbench", *map(shown, argv)]))
 
 
 def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
