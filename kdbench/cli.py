@@ -202,7 +202,7 @@ def _tune(args: argparse.Namespace) -> int:
     from kdbench.console import RichProgress
     from kdbench.data_root import cache_dir
     from kdbench.plan import expand, task_instances
-    from kdbench.runner import Runner, threads
+    from kdbench.runner import Runner
     from kdbench.suite import load_suite
     from kdbench.teacher_cache import TeacherCache
     from kdbench.tracking import Tracker
@@ -228,22 +228,9 @@ def _tune(args: argparse.Namespace) -> int:
             for outcome in failed:
                 console.print(f"FAILED {outcome.combination.label}: {outcome.error}", markup=False, highlight=False)
             return 1
-        trial_tracker = Tracker(tracker.uri, f"{suite.name}-tune")
-        parents = {r.tags["kdbench.study"]: r.run_id for r in trial_tracker.runs()
-                   if r.tags.get("kdbench.role") == "study"}
-
-        def parent(study: object) -> str:
-            if study.name not in parents:
-                parents[study.name] = trial_tracker.start(study.label, {"kdbench.role": "study",
-                                                                        "kdbench.study": study.name}, {})
-            return parents[study.name]
-
-        trial_runner = Runner(registry, trial_tracker, cache, progress=progress)
-        import torch
-
-        torch.set_num_threads(threads())
+        trial_runner = Runner(registry, Tracker(tracker.uri, f"{suite.name}-tune"), cache, progress=progress)
         for study in chosen:
-            tune(study, storage, trials, trial_runner, suite.tune.seed, suite.tune.epochs, parent)
+            tune(study, storage, trials, trial_runner, suite.tune.seed, suite.tune.epochs)
     table = Table(title=f"{suite.name} — tuned: {trials} trials per method on val, TPE (seed {suite.tune.seed})")
     for column in ("study", "trials", "val at defaults", "best val", "chosen values"):
         table.add_column(column)

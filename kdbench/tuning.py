@@ -11,15 +11,14 @@ reseeded sampler would otherwise replay its first draws after a restart).
 A median pruner stops a trial whose validation curve falls below the median of the trials
 before it at the same epoch (after the first four, and the first epoch); a pruned trial counts
 towards the budget, as it spent its share. Every trial is an MLflow run (role 'trial') in the
-suite's tuning experiment, ``<suite>-tune``,
-under one parent run per study, so no trial can reach a leaderboard. Teachers are trained by
+suite's tuning experiment, ``<suite>-tune``, under one parent run per study, so no trial can
+reach a leaderboard. Teachers are trained by
 their own runs in the suite's experiment first, and every trial reuses them from the cache.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from kdbench.plan import Combination, retuned
 from kdbench.runner import Runner
 from kdbench.search_space import Distribution, draw, method_space, parse
 from kdbench.suite import Suite
+from kdbench.tracking import Tracker
 
 RECIPE = "recipe."
 """Prefix of searched recipe fields among a trial's parameters."""
@@ -121,14 +121,20 @@ def load_study(study: Study, storage: str, create: bool = True) -> Any:
                                pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=WARMUP))
 
 
+def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A trial's values as (method parameters, recipe fields)."""
+    params = {k: v for k, v in values.items() if not k.startswith(RECIPE)}
+    return params, {k[len(RECIPE):]: v for k, v in values.items() if k.startswith(RECIPE)}
+
+
 def counted(optuna_study: Any) -> list[Any]:
     """The trials that count towards the budget: finished, or failed by themselves (not by a kill)."""
     return [t for t in optuna_study.get_trials(deepcopy=False) if t.user_attrs.get(COUNTED)]
 
 
-def tune(study: Study, storage: str, trials: int, runner: Runner, seed: int, epochs: int | None,
-         parent: Callable[[Study], str]) -> Any:
-    """Run ``study`` until it has ``trials`` counted trials; return the Optuna study."""
+def tune(study: Study, storage: str, trials: int, runner: Runner, seed: int, epochs: int | None) -> Any:
+    """Run ``study`` until it has ``trials`` counted trials, each a run of ``runner`` (whose tracker is the
+    tuning experiment) under the study's parent run; return the Optuna study."""
     import optuna
 
     if not study.combination.task.has_split("val"):
@@ -137,23 +143,22 @@ def tune(study: Study, storage: str, trials: int, runner: Runner, seed: int, epo
     optuna_study = load_study(study, storage)
     for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # its process was killed
-    if not any(t.user_attrs.get("defaults") for t in optuna_study.get_trials(deepcopy=False)
-               if t.state in (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.COMPLETE)
-               or t.user_attrs.get(COUNTED)):
+    # the defaults go first, and again if the process died while trying them
+    waiting = optuna.trial.TrialState.WAITING
+    if not any(t.user_attrs.get("defaults") and (t.state == waiting or t.user_attrs.get(COUNTED))
+               for t in optuna_study.get_trials(deepcopy=False)):
         optuna_study.enqueue_trial(study.defaults, user_attrs={"defaults": True})
-    parent_id = parent(study)
+    parent_id = _parent_run(runner.tracker, study)
     trials = trials if study.space else 1  # nothing to search: the defaults are all there is
-    while len(counted(optuna_study)) < trials:
+    while len(done := counted(optuna_study)) < trials:
         optuna_study.sampler = optuna.samplers.TPESampler(seed=seed + len(optuna_study.get_trials(deepcopy=False)))
         trial = optuna_study.ask()
-        values = draw(study.space, trial)
-        params = {k: v for k, v in values.items() if not k.startswith(RECIPE)}
-        recipe = {k[len(RECIPE):]: v for k, v in values.items() if k.startswith(RECIPE)}
+        params, recipe = split(draw(study.space, trial))
         note = {"study": study.name, "trial": trial.number}
         combination = retuned(study.combination, params, {**recipe, **({"epochs": epochs} if epochs else {})},
                               note, trial=True)
         key = f"val_{combination.task.primary_metric}"
-        may_prune = sum(t.state == optuna.trial.TrialState.COMPLETE for t in counted(optuna_study)) >= PRUNE_AFTER
+        may_prune = sum(t.state == optuna.trial.TrialState.COMPLETE for t in done) >= PRUNE_AFTER
 
         def watch(epoch: int, metrics: dict[str, float], trial: Any = trial, key: str = key,
                   may_prune: bool = may_prune) -> None:
@@ -177,6 +182,14 @@ def tune(study: Study, storage: str, trials: int, runner: Runner, seed: int, epo
             trial.set_user_attr("error", outcome.error[:500])
             optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
     return optuna_study
+
+
+def _parent_run(tracker: Tracker, study: Study) -> str:
+    """The study's MLflow run in the tuning experiment, started on its first trial, found again on resuming."""
+    for record in tracker.runs():
+        if record.tags.get("kdbench.role") == "study" and record.tags.get("kdbench.study") == study.name:
+            return record.run_id
+    return tracker.start(study.label, {"kdbench.role": "study", "kdbench.study": study.name}, {})
 
 
 def best(study: Study, storage: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -212,7 +225,6 @@ def tuned(suite: Suite, combinations: list[Combination], storage: str) -> list[C
         if study.name not in chosen:
             chosen[study.name] = best(study, storage)
         values, note = chosen[study.name]
-        params = {k: v for k, v in values.items() if not k.startswith(RECIPE)}
-        recipe = {k[len(RECIPE):]: v for k, v in values.items() if k.startswith(RECIPE)}
+        params, recipe = split(values)
         result.append(retuned(combination, params, recipe, note, trial=False))
     return result

@@ -46,7 +46,7 @@ def main() -> None:
     from kdbench.suite import load_suite
     from kdbench.teacher_cache import TeacherCache
     from kdbench.tracking import Tracker
-    from kdbench.tuning import RECIPE, storage_url, studies, tune
+    from kdbench.tuning import split, storage_url, studies, tune
 
     setup()
     if not PRUNE:
@@ -66,15 +66,13 @@ def main() -> None:
     (study,) = studies(suite, combinations)
     storage = storage_url(tracker.uri)
     trial_runner = Runner(registry, Tracker(tracker.uri, f"{suite.name}-tune"), cache)
-    parent = trial_runner.tracker.start(study.label, {"kdbench.role": "study"}, {})
-    tuned = seconds(lambda: tune(study, storage, TRIALS, trial_runner, suite.tune.seed, None, lambda s: parent))
+    tuned = seconds(lambda: tune(study, storage, TRIALS, trial_runner, suite.tune.seed, None))
 
     trials = optuna.load_study(study_name=study.name, storage=storage).get_trials()
     plain_runner = Runner(registry, Tracker(tracker.uri, f"{suite.name}-plain"), cache)
     configurations = []
     for trial in trials:
-        params = {k: v for k, v in trial.params.items() if not k.startswith(RECIPE)}
-        recipe = {k[len(RECIPE):]: v for k, v in trial.params.items() if k.startswith(RECIPE)}
+        params, recipe = split(trial.params)
         note = {"study": f"{study.name}-plain", "trial": trial.number}  # its own key: run again, not skipped
         configurations.append(retuned(study.combination, params, recipe, note, trial=True))
     plain = seconds(lambda: [plain_runner.run_one(c) for c in configurations])
