@@ -46,16 +46,20 @@ def _parser() -> argparse.ArgumentParser:
                              help="load one more plugin (a module name or a .py file); repeatable")
         return command
 
+    def with_executor(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--executor", choices=["inprocess", "process", "ray"], default="inprocess",
+                             help="where runs execute: this process (default), a local process pool, or Ray")
+        command.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                             help="runs at once for process/ray (default: the number of cores); each gets cores/N "
+                                  "threads unless KDBENCH_THREADS says otherwise")
+        command.add_argument("--address",
+                             help="Ray cluster address (ray://host:port or auto); default: start Ray locally")
+
     run = with_plugins(sub.add_parser("run", help="run a suite"))
     run.add_argument("suite", help="a suite file, or the name of one in suites/")
     run.add_argument("--rerun", action="store_true", help="run again combinations that already finished")
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
-    run.add_argument("--executor", choices=["inprocess", "process", "ray"], default="inprocess",
-                     help="where runs execute: this process (default), a local process pool, or Ray")
-    run.add_argument("--max-parallel", type=int, default=None, metavar="N",
-                     help="runs at once for process/ray (default: the number of cores); each gets cores/N threads "
-                          "unless KDBENCH_THREADS says otherwise")
-    run.add_argument("--address", help="Ray cluster address (ray://host:port or auto); default: start Ray locally")
+    with_executor(run)
     run.add_argument("--tuned", action="store_true",
                      help="run every method at the values `kdbench tune` chose for it (its own runs, apart from the "
                           "untuned ones)")
@@ -70,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
     tune.add_argument("--storage", help="RDB URL for the studies, e.g. postgresql://… (default: optuna.db beside "
                                         "the MLflow store)")
+    with_executor(tune)
     tune.set_defaults(handler=_tune)
 
     listing = with_plugins(sub.add_parser("list", help="list what the plugins offer"))
@@ -146,11 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     from kdbench.tracking import Tracker
 
     console = Console(width=max(Console().width, WIDTH))
-    max_parallel = args.max_parallel if args.max_parallel is not None else (os.cpu_count() or 1)
-    if max_parallel < 1:
-        raise UserError(f"--max-parallel must be at least 1, got {max_parallel}")
-    if args.address and args.executor != "ray":
-        raise UserError("--address is for --executor ray")
+    max_parallel = _max_parallel(args)
     registry = _registry(args)
     path = resolve_suite(args.suite)
     suite = load_suite(path, registry)
@@ -198,6 +199,15 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _max_parallel(args: argparse.Namespace) -> int:
+    max_parallel = args.max_parallel if args.max_parallel is not None else (os.cpu_count() or 1)
+    if max_parallel < 1:
+        raise UserError(f"--max-parallel must be at least 1, got {max_parallel}")
+    if args.address and args.executor != "ray":
+        raise UserError("--address is for --executor ray")
+    return max_parallel
+
+
 def _tune(args: argparse.Namespace) -> int:
     from kdbench.console import RichProgress
     from kdbench.data_root import cache_dir
@@ -206,10 +216,12 @@ def _tune(args: argparse.Namespace) -> int:
     from kdbench.suite import load_suite
     from kdbench.teacher_cache import TeacherCache
     from kdbench.tracking import Tracker
-    from kdbench.tuning import best, storage_url, studies, tune
+    from kdbench.tuning import Tuning, best, storage_url, studies, tune
 
+    max_parallel = _max_parallel(args)
     registry = _registry(args)
-    suite = load_suite(resolve_suite(args.suite), registry)
+    path = resolve_suite(args.suite)
+    suite = load_suite(path, registry)
     trials = args.trials if args.trials is not None else suite.tune.trials
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
@@ -219,18 +231,34 @@ def _tune(args: argparse.Namespace) -> int:
     teachers = list({t.key: t for study in chosen for t in study.combination.teachers}.values())
     cache = TeacherCache(cache_dir())
     console = Console(width=max(Console().width, 140))
+    given_up: dict[str, str] = {}
     with RichProgress(Console(stderr=True), total=len(teachers) + trials * len(chosen)) as progress:
         runner = Runner(registry, tracker, cache, progress=progress)
         todo, done = runner.pending(teachers)  # teachers are trained by their own runs, once
         progress.bars.advance(progress.overall, len(done))
-        failed = [o for o in runner.run(todo) if o.status != "FINISHED"]
+        parallel = args.executor != "inprocess"
+        if parallel and todo:
+            from kdbench.executors import parallel_runner
+
+            outcomes = parallel_runner(args.executor, runner, path, args.plugin, max_parallel, args.address).run(todo)
+        else:
+            outcomes = runner.run(todo)
+        failed = [o for o in outcomes if o.status != "FINISHED"]
         if failed:
             for outcome in failed:
                 console.print(f"FAILED {outcome.combination.label}: {outcome.error}", markup=False, highlight=False)
             return 1
         trial_runner = Runner(registry, Tracker(tracker.uri, f"{suite.name}-tune"), cache, progress=progress)
-        for study in chosen:
-            tune(study, storage, trials, trial_runner, suite.tune.seed, suite.tune.epochs)
+        tuning = Tuning(chosen, storage, trials, suite.tune.seed, suite.tune.epochs, trial_runner.tracker)
+        if parallel:
+            from kdbench.executors import trial_scheduler
+
+            scheduler = trial_scheduler(args.executor, trial_runner, tuning, path, args.plugin, max_parallel,
+                                        args.address)
+            scheduler.run()
+            given_up = scheduler.given_up
+        else:
+            tune(tuning, trial_runner)
     table = Table(title=f"{suite.name} — tuned: {trials} trials per method on val, TPE (seed {suite.tune.seed})")
     for column in ("study", "trials", "val at defaults", "best val", "chosen values"):
         table.add_column(column)
@@ -242,7 +270,9 @@ def _tune(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(f"studies: {storage}; trials: MLflow experiment '{suite.name}-tune' at {tracker.uri}",
                   markup=False, highlight=False)
-    return 0
+    for label, reason in given_up.items():
+        console.print(f"FAILED {label}: {reason}", markup=False, highlight=False)
+    return 1 if given_up else 0
 
 
 def _list(args: argparse.Namespace) -> int:

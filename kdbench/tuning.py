@@ -25,7 +25,7 @@ from typing import Any
 from kdbench.errors import Stopped, UserError
 from kdbench.hashing import canonical_json, config_hash
 from kdbench.plan import Combination, retuned
-from kdbench.runner import Runner
+from kdbench.runner import Outcome, Runner
 from kdbench.search_space import Distribution, draw, method_space, parse
 from kdbench.suite import Suite
 from kdbench.tracking import Tracker
@@ -118,7 +118,7 @@ def load_study(study: Study, storage: str, create: bool = True) -> Any:
         except KeyError:
             return None
     return optuna.create_study(study_name=study.name, storage=storage, direction=direction, load_if_exists=True,
-                               pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=WARMUP))
+                               pruner=_pruner())
 
 
 def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -132,48 +132,119 @@ def counted(optuna_study: Any) -> list[Any]:
     return [t for t in optuna_study.get_trials(deepcopy=False) if t.user_attrs.get(COUNTED)]
 
 
-def tune(study: Study, storage: str, trials: int, runner: Runner, seed: int, epochs: int | None) -> Any:
-    """Run ``study`` until it has ``trials`` counted trials, each a run of ``runner`` (whose tracker is the
-    tuning experiment) under the study's parent run; return the Optuna study."""
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial as a unit of work: all a process (this one, a pool worker, a Ray task) needs to run it,
+    report its validation curve to the study (for the pruner) and put its MLflow run under the study's."""
+
+    study: str
+    number: int
+    trial_id: int
+    """Optuna's id of the trial in ``storage``: a worker reports its curve to it."""
+    base: str
+    """Key of the study's combination, which the trial varies."""
+    values: dict[str, Any]
+    epochs: int | None
+    storage: str
+    parent: str
+    """The study's MLflow run."""
+    may_prune: bool
+    """Enough trials have finished for the median to mean something: the pruner is asked at all."""
+
+
+def trial_combination(base: Combination, spec: TrialSpec) -> Combination:
+    """The combination a trial runs: the study's, at the trial's values, scored on val."""
+    params, recipe = split(spec.values)
+    return retuned(base, params, {**recipe, **({"epochs": spec.epochs} if spec.epochs else {})},
+                   {"study": spec.study, "trial": spec.number}, trial=True)
+
+
+def run_trial(runner: Runner, combination: Combination, spec: TrialSpec) -> Outcome:
+    """Run one trial's ``combination`` as a run of ``runner`` (whose tracker is the tuning experiment),
+    reporting each epoch's validation score to the study, which may prune it."""
     import optuna
 
-    if not study.combination.task.has_split("val"):
-        raise UserError(f"{study.label}: task {study.combination.task_spec.name} has no validation split, "
-                        "and trials are never scored on test")
-    optuna_study = load_study(study, storage)
-    for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # its process was killed
-    # the defaults go first, and again if the process died while trying them
-    waiting = optuna.trial.TrialState.WAITING
-    if not any(t.user_attrs.get("defaults") and (t.state == waiting or t.user_attrs.get(COUNTED))
-               for t in optuna_study.get_trials(deepcopy=False)):
-        optuna_study.enqueue_trial(study.defaults, user_attrs={"defaults": True})
-    parent_id = _parent_run(runner.tracker, study)
-    trials = trials if study.space else 1  # nothing to search: the defaults are all there is
-    while len(done := counted(optuna_study)) < trials:
-        optuna_study.sampler = optuna.samplers.TPESampler(seed=seed + len(optuna_study.get_trials(deepcopy=False)))
+    key = f"val_{combination.task.primary_metric}"
+    trial = optuna.trial.Trial(optuna.load_study(study_name=spec.study, storage=spec.storage, pruner=_pruner()),
+                               spec.trial_id)
+
+    def watch(epoch: int, metrics: dict[str, float]) -> None:
+        if key in metrics:
+            trial.report(metrics[key], epoch)
+            # asking the pruner reads every trial's curve: only where its answer can be yes
+            if spec.may_prune and epoch >= WARMUP and trial.should_prune():
+                raise Stopped(f"pruned at epoch {epoch}: {key} {metrics[key]:.4g} is below the median of the "
+                              "trials before it at that epoch")
+
+    return runner.run_one(combination, {"mlflow.parentRunId": spec.parent}, watch)
+
+
+class Tuning:
+    """The studies of one ``kdbench tune``: asks each for trials until it has its budget, and tells it
+    each trial's outcome. Trials run wherever the caller sends them; asking and telling happen here
+    only, so no study gets one trial more than its budget however many run at once."""
+
+    def __init__(self, chosen: list[Study], storage: str, trials: int, seed: int, epochs: int | None,
+                 tracker: Tracker) -> None:
+        import optuna
+
+        self.studies = chosen
+        self.storage, self.trials, self.seed, self.epochs = storage, trials, seed, epochs
+        self.optuna: dict[str, Any] = {}
+        self.parents: dict[str, str] = {}
+        self.asked: dict[int, Any] = {}
+        """Trials in flight by Optuna id: the driver's handle to set attributes and tell."""
+        for study in chosen:
+            if not study.combination.task.has_split("val"):
+                raise UserError(f"{study.label}: task {study.combination.task_spec.name} has no validation "
+                                "split, and trials are never scored on test")
+            optuna_study = load_study(study, storage)
+            for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+                optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # its process was killed
+            # the defaults go first, and again if the process died while trying them
+            waiting = optuna.trial.TrialState.WAITING
+            if not any(t.user_attrs.get("defaults") and (t.state == waiting or t.user_attrs.get(COUNTED))
+                       for t in optuna_study.get_trials(deepcopy=False)):
+                optuna_study.enqueue_trial(study.defaults, user_attrs={"defaults": True})
+            self.optuna[study.name] = optuna_study
+            self.parents[study.name] = _parent_run(tracker, study)
+
+    def budget(self, study: Study) -> int:
+        return self.trials if study.space else 1  # nothing to search: the defaults are all there is
+
+    def ask(self, study: Study) -> TrialSpec | None:
+        """The study's next trial, or ``None`` once its counted and running trials fill its budget."""
+        import optuna
+
+        optuna_study = self.optuna[study.name]
+        done = counted(optuna_study)
+        running = sum(1 for t in self.asked.values() if t.study is optuna_study)
+        if len(done) + running >= self.budget(study):
+            return None
+        # reseeded by the trials so far: a restarted sampler must not replay its first draws; the constant
+        # liar keeps trials asked while others still run from landing on the same point
+        optuna_study.sampler = optuna.samplers.TPESampler(
+            seed=self.seed + len(optuna_study.get_trials(deepcopy=False)), constant_liar=True)
         trial = optuna_study.ask()
-        params, recipe = split(draw(study.space, trial))
-        note = {"study": study.name, "trial": trial.number}
-        combination = retuned(study.combination, params, {**recipe, **({"epochs": epochs} if epochs else {})},
-                              note, trial=True)
-        key = f"val_{combination.task.primary_metric}"
+        values = draw(study.space, trial)
+        self.asked[trial._trial_id] = trial  # Optuna's storage id: the one handle a worker can rebuild it from
         may_prune = sum(t.state == optuna.trial.TrialState.COMPLETE for t in done) >= PRUNE_AFTER
+        return TrialSpec(study.name, trial.number, trial._trial_id, study.combination.key, values, self.epochs,
+                         self.storage, self.parents[study.name], may_prune)
 
-        def watch(epoch: int, metrics: dict[str, float], trial: Any = trial, key: str = key,
-                  may_prune: bool = may_prune) -> None:
-            if key in metrics:
-                trial.report(metrics[key], epoch)
-                # asking the pruner reads every trial's curve: only where its answer can be yes
-                if may_prune and epoch >= WARMUP and trial.should_prune():
-                    raise Stopped(f"pruned at epoch {epoch}: {key} {metrics[key]:.4g} is below the median of the "
-                                  "trials before it at that epoch")
+    def tell(self, spec: TrialSpec, outcome: Outcome | None) -> None:
+        """Record a trial's outcome; ``None`` when its process died: failed, and not counted."""
+        import optuna
 
-        runner.progress.start_run(combination, combination.recipe.epochs)
-        outcome = runner.run_one(combination, {"mlflow.parentRunId": parent_id}, watch)
-        runner.progress.end_run(outcome)
+        trial = self.asked.pop(spec.trial_id)
+        optuna_study = trial.study
+        if outcome is None:
+            optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if trial.user_attrs.get("defaults"):  # the defaults are always tried: ask them again
+                optuna_study.enqueue_trial(trial.params, user_attrs={"defaults": True})
+            return
         trial.set_user_attr(COUNTED, True)
-        value = outcome.metrics.get(key)
+        value = outcome.metrics.get(f"val_{outcome.combination.task.primary_metric}")
         if outcome.status == "PRUNED":
             optuna_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         elif outcome.status == "FINISHED" and value is not None:
@@ -181,7 +252,23 @@ def tune(study: Study, storage: str, trials: int, runner: Runner, seed: int, epo
         else:
             trial.set_user_attr("error", outcome.error[:500])
             optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    return optuna_study
+
+
+def tune(tuning: Tuning, runner: Runner) -> None:
+    """Run every study of ``tuning`` to its budget here, one trial after another."""
+    for study in tuning.studies:
+        while (spec := tuning.ask(study)) is not None:
+            combination = trial_combination(study.combination, spec)
+            runner.progress.start_run(combination, combination.recipe.epochs)
+            outcome = run_trial(runner, combination, spec)
+            runner.progress.end_run(outcome)
+            tuning.tell(spec, outcome)
+
+
+def _pruner() -> Any:
+    import optuna
+
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=WARMUP)
 
 
 def _parent_run(tracker: Tracker, study: Study) -> str:

@@ -141,3 +141,27 @@ tune: {params: {kd: {T: {low: 0, high: 5}}}}
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [f"kdbench: error: {suite}: tune.params.kd.T: T = 0.0 is refused by method "
                                         "kd: T must be positive, got 0.0"]
+
+
+def test_trials_through_the_process_pool_keep_the_budget_exact_when_a_worker_dies(cli, isolated: Path,
+                                                                                  monkeypatch) -> None:
+    monkeypatch.setenv("KDBENCH_THREADS", "1")
+    monkeypatch.setenv("KDBENCH_TEST_KILL", "once:3")  # the worker running the 3rd trial dies under it
+    suite = write_suite(isolated / "bowls.yaml", SUITE.format(trials=5))
+    code, out, err = cli("tune", suite, "--plugin", PLUGIN, "--executor", "process", "--max-parallel", "2")
+    assert code == 0, out + err
+    assert "worker died running" in err
+    studies = optuna_trials(isolated)
+    states = sorted([t.state.name for t in trials] for trials in studies.values())
+    # the dead worker's trial is failed, not counted and replaced: exactly 5 finished trials per study
+    assert [s.count("COMPLETE") for s in states] == [5, 5] and sorted(s.count("FAIL") for s in states) == [0, 1]
+    for trials in studies.values():  # the defaults were tried (again, had they been the trial that died)
+        assert [t.params for t in trials if t.user_attrs.get("defaults") and t.state.name == "COMPLETE"] == [
+            {"x": 0.0, "y": 0.0}]
+    assert set((isolated / "evaluated.txt").read_text().split()) == {"val"}
+    client = MlflowClient(tracking_uri=f"sqlite:///{isolated / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("bowls-tune").experiment_id], max_results=500)
+    trial_runs = [r for r in runs if r.data.tags.get("kdbench.role") == "trial"]
+    assert sorted(r.info.status for r in trial_runs) == ["FINISHED"] * 10 + ["KILLED"]
+    parents = {r.info.run_id for r in runs if r.data.tags.get("kdbench.role") == "study"}
+    assert len(parents) == 2 and {r.data.tags["mlflow.parentRunId"] for r in trial_runs} == parents

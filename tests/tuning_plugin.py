@@ -7,7 +7,8 @@ Task ``bowl`` (kind ``objective``) scores a model by the number it carries: ``bo
 Every evaluation appends its split to ``evaluated.txt`` in the working folder, so a test can prove
 the test split is never touched while tuning. ``KDBENCH_TEST_KILL=N`` SIGKILLs the process when
 the N-th trial run starts (between trials) and ``KDBENCH_TEST_KILL=N:end`` when its run has ended
-but before the study has heard (mid-trial).
+but before the study has heard (mid-trial). ``KDBENCH_TEST_KILL=once:N`` SIGKILLs whichever process
+starts the N-th trial counted over every process (a pool worker), once.
 """
 
 from __future__ import annotations
@@ -149,12 +150,19 @@ def kdbench_run_start(run: Run) -> None:
         return
     _started += 1
     target, _, when = os.environ.get("KDBENCH_TEST_KILL", "").partition(":")
-    if target and int(target) == _started and not when:
+    if target == "once":
+        with open(Path.cwd() / "trials-started.txt", "a") as out:
+            out.write(f"{os.getpid()}\n")
+        marker = Path.cwd() / "killed-once"
+        if len((Path.cwd() / "trials-started.txt").read_text().split()) == int(when) and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+    elif target and int(target) == _started and not when:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 @hookimpl
 def kdbench_run_end(run: Run) -> None:
     target, _, when = os.environ.get("KDBENCH_TEST_KILL", "").partition(":")
-    if run.role == "trial" and target and int(target) == _started and when == "end":
+    if run.role == "trial" and target.isdigit() and int(target) == _started and when == "end":
         os.kill(os.getpid(), signal.SIGKILL)

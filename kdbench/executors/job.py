@@ -1,4 +1,4 @@
-"""One combination as a unit of work for another process or machine.
+"""One combination, or one tuning trial, as a unit of work for another process or machine.
 
 A job names its combination by config hash, not by value: tasks hold their data, so
 a worker rebuilds the suite's plan from the suite file (once per worker process, then
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from kdbench.plan import Combination
+from kdbench.tuning import TrialSpec, run_trial, trial_combination
 
 FORWARDED_ENVIRONMENT = ("KDBENCH_", "MLFLOW_")
 """Prefixes of the environment variables a worker inherits from the driver (data root,
@@ -29,6 +30,8 @@ class Job:
     plugins: tuple[str, ...]
     """The driver's ``--plugin`` arguments (files as absolute paths)."""
     tracking_uri: str
+    experiment: str
+    """The MLflow experiment the run goes to: the suite's, or its tuning experiment for a trial."""
     key: str
     threads: int
     rerun: bool = False
@@ -37,6 +40,8 @@ class Job:
     """Teacher keys that failed in this invocation, so their students fail fast with the reason."""
     storage: str | None = None
     """The tuning studies' storage for ``kdbench run --tuned``: the worker plans the tuned combinations too."""
+    trial: TrialSpec | None = None
+    """A tuning trial of the combination ``trial.base`` (``key`` is the trial's own)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ def forwarded_environment() -> dict[str, str]:
 
 
 _plans: dict[tuple[Any, ...], tuple[Any, dict[str, Combination]]] = {}
-"""Per worker process: (suite, plugins, tracking URI, environment) → (runner, combinations by key)."""
+"""Per worker process: (suite, plugins, tracking URI, experiment, storage, environment) → (runner,
+combinations by key)."""
 
 
 def run_job(job: Job) -> JobResult:
@@ -63,6 +69,10 @@ def run_job(job: Job) -> JobResult:
     torch.set_num_threads(job.threads)
     try:
         runner, by_key = _plan(job)
+        if job.trial is not None:
+            combination = trial_combination(by_key[job.trial.base], job.trial)
+            outcome = run_trial(runner, combination, job.trial)
+            return JobResult(job.key, outcome.status, outcome.error, outcome.metrics)
         combination = by_key.get(job.key)
         if combination is None:
             return JobResult(job.key, "FAILED", f"no combination {job.key} in {job.suite} (was the file edited?)")
@@ -86,7 +96,8 @@ def _plan(job: Job) -> tuple[Any, dict[str, Combination]]:
     from kdbench.teacher_cache import TeacherCache
     from kdbench.tracking import Tracker
 
-    ident = (job.suite, job.plugins, job.tracking_uri, job.storage, tuple(sorted(job.environment.items())))
+    ident = (job.suite, job.plugins, job.tracking_uri, job.experiment, job.storage,
+             tuple(sorted(job.environment.items())))
     if ident not in _plans:
         registry = Registry.load(list(job.plugins))
         suite = load_suite(job.suite, registry)
@@ -95,7 +106,7 @@ def _plan(job: Job) -> tuple[Any, dict[str, Combination]]:
             from kdbench.tuning import tuned
 
             combinations = tuned(suite, combinations, job.storage)
-        runner = Runner(registry, Tracker(job.tracking_uri, suite.name), TeacherCache(cache_dir()))
+        runner = Runner(registry, Tracker(job.tracking_uri, job.experiment), TeacherCache(cache_dir()))
         _plans.clear()  # one suite per worker at a time: don't keep datasets of earlier suites alive
         _plans[ident] = (runner, {c.key: c for c in combinations})
     return _plans[ident]

@@ -6,6 +6,10 @@ finished in this invocation or an earlier one, so each teacher is trained by exa
 one job and its students wait for the cache. A worker that dies (killed, out of
 memory) gets its combination retried once on a fresh worker; a second death records
 the run FAILED. Ctrl-C stops the workers and marks their runs KILLED.
+
+Tuning trials use the same backends through ``TrialScheduler``: the driver alone asks and tells
+the studies, so however many trials run at once no study exceeds its budget; a trial whose
+worker died is failed, not counted, and replaced by a new one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from kdbench.executors.job import Job, JobResult
 from kdbench.plan import Combination
 from kdbench.runner import Outcome, Runner
+from kdbench.tuning import Study, TrialSpec, Tuning, trial_combination
 
 ATTEMPTS = 2
 """A combination's worker may die once; the second death is recorded as a failure."""
@@ -106,3 +111,52 @@ class ParallelRunner:
         outcome = Outcome(combination, result.status, result.error, dict(result.metrics))
         self.outcomes.append(outcome)
         self.runner.progress.end_run(outcome)
+
+
+class TrialScheduler:
+    """Keeps ``max_parallel`` trials of a ``Tuning``'s studies in flight on a backend until every study
+    has its budget; a study whose trials killed their worker ``ATTEMPTS`` times asks no more."""
+
+    def __init__(self, runner: Runner, tuning: Tuning, backend: Backend,
+                 make_job: Callable[[Combination, dict[str, str], TrialSpec | None], Job], max_parallel: int) -> None:
+        self.runner = runner
+        self.tuning = tuning
+        self.backend = backend
+        self.make_job = make_job
+        self.max_parallel = max_parallel
+        self.given_up: dict[str, str] = {}
+        """Study label → why it stopped short of its budget."""
+
+    def run(self) -> None:
+        in_flight: dict[str, tuple[Study, TrialSpec, Combination]] = {}
+        deaths: dict[str, int] = {}
+        try:
+            while True:
+                for study in self._open(deaths):
+                    while len(in_flight) < self.max_parallel and (spec := self.tuning.ask(study)) is not None:
+                        combination = trial_combination(study.combination, spec)
+                        in_flight[combination.key] = (study, spec, combination)
+                        self.backend.submit(self.make_job(combination, {}, spec))
+                if not in_flight:
+                    break
+                for key, result in self.backend.wait():
+                    study, spec, combination = in_flight.pop(key)
+                    if isinstance(result, WorkerDied):
+                        self.tuning.tell(spec, None)
+                        self.runner.pending([combination])  # its RUNNING run becomes KILLED
+                        deaths[study.name] = deaths.get(study.name, 0) + 1
+                        self.runner.progress.note(f"worker died running {combination.label} ({result})")
+                        if deaths[study.name] >= ATTEMPTS:
+                            self.given_up[study.label] = f"trials killed their worker {ATTEMPTS} times ({result})"
+                        continue
+                    outcome = Outcome(combination, result.status, result.error, dict(result.metrics))
+                    self.tuning.tell(spec, outcome)
+                    self.runner.progress.end_run(outcome)
+        except KeyboardInterrupt:
+            self.backend.close(interrupted=True)
+            self.runner.pending([c for _, _, c in in_flight.values()])  # their RUNNING runs become KILLED
+            raise
+        self.backend.close()
+
+    def _open(self, deaths: dict[str, int]) -> list[Study]:
+        return [s for s in self.tuning.studies if deaths.get(s.name, 0) < ATTEMPTS]

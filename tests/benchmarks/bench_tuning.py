@@ -46,7 +46,7 @@ def main() -> None:
     from kdbench.suite import load_suite
     from kdbench.teacher_cache import TeacherCache
     from kdbench.tracking import Tracker
-    from kdbench.tuning import split, storage_url, studies, tune
+    from kdbench.tuning import Tuning, split, storage_url, studies, tune
 
     setup()
     if not PRUNE:
@@ -66,7 +66,8 @@ def main() -> None:
     (study,) = studies(suite, combinations)
     storage = storage_url(tracker.uri)
     trial_runner = Runner(registry, Tracker(tracker.uri, f"{suite.name}-tune"), cache)
-    tuned = seconds(lambda: tune(study, storage, TRIALS, trial_runner, suite.tune.seed, None))
+    tuned = seconds(lambda: tune(Tuning([study], storage, TRIALS, suite.tune.seed, None, trial_runner.tracker),
+                                 trial_runner))
 
     trials = optuna.load_study(study_name=study.name, storage=storage).get_trials()
     plain_runner = Runner(registry, Tracker(tracker.uri, f"{suite.name}-plain"), cache)
