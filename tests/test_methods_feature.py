@@ -50,37 +50,45 @@ def pool2(maps: np.ndarray) -> np.ndarray:
 
 # --- fitnets ------------------------------------------------------------------------------
 
-def test_fitnets_hint_is_zero_for_equal_features_and_identity_regressor():
-    maps = randn(4, 3, 4, 4)
-    method = set_up(FitNets, out(stage2=maps), out(stage2=maps.clone()))
+def test_fitnets_hint_is_zero_when_the_regressed_student_map_is_the_hint():
+    s = randn(4, 3, 4, 4)
+    method = set_up(FitNets, out(stage2=s), out(stage2=randn(4, 5, 4, 4)))
     with torch.no_grad():
-        method.regressor.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-    assert term(method, "hint", out(stage2=maps), out(stage2=maps.clone())) == 0.0
+        hint = method.regressor(s)
+    assert term(method, "hint", out(stage2=s), out(stage2=hint)) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_fitnets_hint_is_weighted_mse_of_regressed_student_maps():
+    # mdistiller's ConvReg at equal sizes: 1×1 convolution with bias, BatchNorm (batch
+    # statistics while training, scale 1 and shift 0 at first), ReLU.
     s, t = randn(4, 3, 4, 4, seed=1), randn(4, 5, 4, 4, seed=2)
     method = set_up(FitNets, out(stage2=s), out(stage2=t), weight=7.0)
-    w = np64(method.regressor.weight)[:, :, 0, 0]
-    expected = 7.0 * ((np.einsum("oc,bchw->bohw", w, np64(s)) - np64(t)) ** 2).mean()
+    conv = method.regressor[0]
+    z = np.einsum("oc,bchw->bohw", np64(conv.weight)[:, :, 0, 0], np64(s)) + np64(conv.bias)[None, :, None, None]
+    z = (z - z.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(z.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    expected = 7.0 * ((np.maximum(z, 0) - np64(t)) ** 2).mean()
     assert term(method, "hint", out(stage2=s), out(stage2=t)) == pytest.approx(expected, rel=1e-5)
 
 
-def test_fitnets_averages_a_larger_student_map_down_to_the_hint():
+def test_fitnets_halves_a_student_map_twice_the_hints_with_a_strided_convolution():
     s, t = randn(4, 3, 8, 8, seed=3), randn(4, 2, 4, 4, seed=4)
     method = set_up(FitNets, out(stage2=s), out(stage2=t))
-    w = np64(method.regressor.weight)[:, :, 0, 0]
-    regressed = pool2(np.einsum("oc,bchw->bohw", w, np64(s)))
-    expected = 100.0 * ((regressed - np64(t)) ** 2).mean()
-    assert term(method, "hint", out(stage2=s), out(stage2=t)) == pytest.approx(expected, rel=1e-5)
+    conv = method.regressor[0]
+    assert isinstance(conv, nn.Conv2d) and (conv.kernel_size, conv.stride, conv.padding) == ((3, 3), (2, 2), (1, 1))
+    assert method.regressor(s).shape == t.shape
+    assert np.isfinite(term(method, "hint", out(stage2=s), out(stage2=t)))
 
 
-def test_fitnets_regresses_vectors_with_a_linear_map():
+def test_fitnets_regresses_vectors_with_a_linear_map_batchnorm_and_relu():
     s, t = randn(4, 6, seed=5), randn(4, 9, seed=6)
     method = set_up(FitNets, out(embedding=s), out(embedding=t), student_feature="embedding",
                     teacher_feature="embedding", weight=1.0)
-    assert isinstance(method.regressor, nn.Linear)
-    expected = ((np64(s) @ np64(method.regressor.weight).T - np64(t)) ** 2).mean()
+    linear, norm, relu = method.regressor
+    assert isinstance(linear, nn.Linear) and linear.bias is not None
+    assert isinstance(norm, nn.BatchNorm1d) and isinstance(relu, nn.ReLU)
+    z = np64(s) @ np64(linear.weight).T + np64(linear.bias)
+    z = (z - z.mean(axis=0)) / np.sqrt(z.var(axis=0) + 1e-5)
+    expected = ((np.maximum(z, 0) - np64(t)) ** 2).mean()
     terms = method.loss(BATCH, out(embedding=s), [out(embedding=t)])
     assert terms["hint"].item() == pytest.approx(expected, rel=1e-5)
 
@@ -119,17 +127,19 @@ def test_at_sums_squared_attention_differences_over_stages_named_alike():
     assert method.stages == ["stage2"]
     difference = numpy_attention(np64(student.features["stage2"])) - numpy_attention(
         np64(teacher.features["stage2"]))
-    expected = 1000.0 / 2 * (difference**2).mean()
+    expected = 1000.0 * (difference**2).mean()
     assert method.loss(BATCH, student, [teacher])["at"].item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_at_resizes_the_student_attention_map_to_the_teachers():
+def test_at_pools_the_larger_feature_map_to_the_smaller_before_taking_attention():
     s, t = randn(4, 3, 8, 8, seed=13), randn(4, 5, 4, 4, seed=14)
     method = set_up(AT, out(stage1=s), out(stage1=t))
-    pooled = pool2((np64(s) ** 2).mean(axis=1)).reshape(4, -1)
-    pooled = pooled / np.sqrt((pooled**2).sum(axis=1, keepdims=True))
-    expected = 500.0 * ((pooled - numpy_attention(np64(t))) ** 2).mean()
+    expected = 1000.0 * ((numpy_attention(pool2(np64(s))) - numpy_attention(np64(t))) ** 2).mean()
     assert term(method, "at", out(stage1=s), out(stage1=t)) == pytest.approx(expected, rel=1e-5)
+    # the teacher's map is pooled when it is the larger one
+    method = set_up(AT, out(stage1=t), out(stage1=s))
+    expected = 1000.0 * ((numpy_attention(np64(t)) - numpy_attention(pool2(np64(s)))) ** 2).mean()
+    assert term(method, "at", out(stage1=t), out(stage1=s)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_at_without_a_shared_map_name_is_incompatible():

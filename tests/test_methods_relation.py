@@ -1,5 +1,5 @@
-"""Relation-based methods (rkd, sp, cc, crd) against explicit loops, and the invariances that define
-them: RKD's to scale, SP's to the batch order, CRD's memory bank and momentum update."""
+"""Relation-based methods (rkd, sp, cc, crd, crd-infonce) against explicit loops, and the invariances
+that define them: RKD's to scale, SP's to the batch order, CRD's memory bank and momentum update."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from kdbench_methods.cc import CC
-from kdbench_methods.crd import CRD
+from kdbench_methods.crd import CRD, CRDInfoNCE
 from kdbench_methods.rkd import RKD
 from kdbench_methods.sp import SP
 
@@ -137,24 +137,43 @@ def test_cc_kernel_tends_to_the_gaussian_rbf_as_the_order_grows():
 
 # --- crd ----------------------------------------------------------------------------------
 
-def crd_method(s: torch.Tensor, t: torch.Tensor, **params) -> CRD:
-    method = CRD(tiny_task(n=64), [], **params)
+def crd_method(s: torch.Tensor, t: torch.Tensor, method_class=CRD, **params) -> CRD:
+    method = method_class(tiny_task(n=64), [], **params)
     method.setup(out("embedding", s), [out("embedding", t)])
     return method
 
 
-def test_crd_banks_hold_one_unit_vector_per_training_sample():
-    method = crd_method(randn(5, 3), randn(5, 6), dim=16)
+def test_crd_infonce_banks_hold_one_unit_vector_per_training_sample():
+    method = crd_method(randn(5, 3), randn(5, 6), CRDInfoNCE, dim=16)
     for bank in (method.bank_student, method.bank_teacher):
         assert bank.shape == (64, 16)
         torch.testing.assert_close(bank.norm(dim=1), torch.ones(64))
 
 
-def test_crd_against_an_uninformative_bank_is_log_of_the_candidate_count():
+def test_crd_against_an_uninformative_bank_is_the_nce_of_chance():
+    # Every bank vector and every embedding equal: every score is the mean, so P = 1/N for the
+    # positive and each of the K negatives; D(pos) = 1/(K + 1) and D(neg) = K/(K + 1).
+    # K = 16384 stays as set (drawn with replacement from the ~48 other-class samples).
+    s, t = randn(5, 3, seed=12), randn(5, 6, seed=13)
+    method = crd_method(s, t)
+    unit = F.normalize(torch.ones(128), dim=0)
+    method.bank_student[:] = unit
+    method.bank_teacher[:] = unit
+    with torch.no_grad():
+        for head in (method.embed_student, method.embed_teacher):
+            head.weight.zero_()
+            head.bias.fill_(1.0)
+    terms = method.loss(BATCH, out("embedding", s), [out("embedding", t)])
+    k = 16384
+    chance = math.log(k + 1) - k * math.log(k / (k + 1))
+    assert terms["crd"].item() == pytest.approx(0.8 * 2 * chance, rel=1e-5)
+
+
+def test_crd_infonce_against_an_uninformative_bank_is_log_of_the_candidate_count():
     # Every bank vector equal: the positive scores like each negative, whatever the
     # embeddings, so each side's InfoNCE is log(K + 1); K = min(16384, num_train − 1) = 63.
     s, t = randn(5, 3, seed=12), randn(5, 6, seed=13)
-    method = crd_method(s, t)
+    method = crd_method(s, t, CRDInfoNCE)
     unit = F.normalize(torch.ones(128), dim=0)
     method.bank_student[:] = unit
     method.bank_teacher[:] = unit
@@ -162,9 +181,9 @@ def test_crd_against_an_uninformative_bank_is_log_of_the_candidate_count():
     assert terms["crd"].item() == pytest.approx(0.8 * 2 * math.log(64), rel=1e-5)
 
 
-def test_crd_is_infonce_of_each_anchor_against_its_bank_positive_and_the_drawn_negatives():
+def test_crd_infonce_is_infonce_of_each_anchor_against_its_bank_positive_and_the_drawn_negatives():
     s, t = randn(5, 3, seed=14), randn(5, 6, seed=15)
-    method = crd_method(s, t, negatives=10, nce_t=0.5, weight=1.0)
+    method = crd_method(s, t, CRDInfoNCE, negatives=10, nce_t=0.5, weight=1.0)
     bank_s, bank_t = np64(method.bank_student), np64(method.bank_teacher)
     with torch.no_grad():
         v_s = np64(F.normalize(method.embed_student(s), dim=1))
@@ -186,9 +205,10 @@ def test_crd_is_infonce_of_each_anchor_against_its_bank_positive_and_the_drawn_n
     assert terms["crd"].item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_crd_updates_the_banks_with_momentum_at_the_batch_indices_only():
+@pytest.mark.parametrize("method_class", [CRD, CRDInfoNCE])
+def test_crd_updates_the_banks_with_momentum_at_the_batch_indices_only(method_class):
     s, t = randn(5, 3, seed=16), randn(5, 6, seed=17)
-    method = crd_method(s, t, momentum=0.25)
+    method = crd_method(s, t, method_class, momentum=0.25)
     before = method.bank_student.clone()
     with torch.no_grad():
         fresh = F.normalize(method.embed_student(s), dim=1)
@@ -203,7 +223,7 @@ def test_crd_updates_the_banks_with_momentum_at_the_batch_indices_only():
 
 # --- all of them --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method_class", [RKD, SP, CC, CRD])
+@pytest.mark.parametrize("method_class", [RKD, SP, CC, CRD, CRDInfoNCE])
 def test_loss_is_finite_and_reaches_student_and_method_parameters(method_class):
     check_loss_trains(method_class)
 

@@ -1,8 +1,9 @@
 """Built-in distillation methods, one module each; registered through the ``kdbench`` entry point.
 
 Response-based: kd, kd-reverse, dkd, dist, ls-kd, multi-teacher. Feature-based: fitnets, at,
-nst, vid. Relation-based: pkt, rkd, sp, cc, crd. Training schemes: dml (online peers), ban
-(self-distillation over generations), takd (teacher assistant). Baseline: student-only.
+nst, vid. Relation-based: pkt, rkd, sp, cc, crd (and its InfoNCE variant crd-infonce). Training
+schemes: dml (online peers), ban (self-distillation over generations), takd (teacher assistant).
+Baseline: student-only.
 The plugin declares the ``classification`` kind its methods are written for (the vision,
 speech and graph plugins offer its tasks): student-only is its baseline, plain kd its reference.
 """
@@ -13,7 +14,7 @@ from kdbench import Kind, Method, Metric, hookimpl
 from kdbench_methods.at import AT
 from kdbench_methods.ban import BAN
 from kdbench_methods.cc import CC
-from kdbench_methods.crd import CRD
+from kdbench_methods.crd import CRD, CRDInfoNCE
 from kdbench_methods.dist import DIST
 from kdbench_methods.dkd import DKD
 from kdbench_methods.dml import DML
@@ -34,7 +35,7 @@ from kdbench_methods.vid import VID
 @hookimpl
 def kdbench_methods() -> list[type[Method]]:
     return [StudentOnly, KD, ReverseKD, DKD, DIST, LSKD, MultiTeacher, FitNets, AT, NST, VID, PKT,
-            RKD, SP, CC, CRD, DML, BAN, TAKD]
+            RKD, SP, CC, CRD, CRDInfoNCE, DML, BAN, TAKD]
 
 
 CLASSIFICATION = Kind(

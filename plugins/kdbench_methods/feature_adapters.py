@@ -63,6 +63,44 @@ def resize(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
     return out.squeeze(1) if maps.dim() == 3 else out
 
 
+def common_size(student_maps: torch.Tensor, teacher_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both maps average-pooled to the smaller of their spatial sizes (the larger one shrinks).
+
+    What mdistiller and RepDistiller do before AT and NST compare two stages (their
+    ``adaptive_avg_pool2d`` of the larger feature map): the features are pooled, never the
+    attention or selectivity computed from them, and nothing is ever upsampled.
+    """
+    size = (min(student_maps.shape[-2], teacher_maps.shape[-2]), min(student_maps.shape[-1], teacher_maps.shape[-1]))
+    return resize(student_maps, size), resize(teacher_maps, size)
+
+
+def hint_regressor(guided: torch.Tensor, hint: torch.Tensor) -> nn.Module:
+    """FitNets' regressor from a student feature shaped like ``guided`` to one shaped like ``hint``.
+
+    As mdistiller's and RepDistiller's ``ConvReg``: a convolution with bias, BatchNorm and a
+    ReLU (the regressor shares the hint layer's non-linearity, FitNets §2.2). The convolution
+    is picked by the spatial sizes: a student map twice the hint's is halved (3×3, stride 2,
+    padding 1), half the hint's is doubled (4×4 transposed, stride 2, padding 1), and any
+    other larger-or-equal one shrinks through a "valid" kernel of (1 + Hs − Ht) × (1 + Ws − Wt)
+    (1×1 for equal sizes). A student map smaller than the hint by another factor is refused, as
+    theirs is. Vectors get the same shape of map: a linear layer with bias, BatchNorm and a ReLU.
+    """
+    if guided.dim() == 2:
+        return nn.Sequential(nn.Linear(guided.shape[1], hint.shape[1]), nn.BatchNorm1d(hint.shape[1]), nn.ReLU())
+    (channels, sh, sw), (out_channels, th, tw) = guided.shape[1:], hint.shape[1:]
+    if sh == 2 * th and sw == 2 * tw:
+        conv: nn.Module = nn.Conv2d(channels, out_channels, kernel_size=3, stride=2, padding=1)
+    elif 2 * sh == th and 2 * sw == tw:
+        conv = nn.ConvTranspose2d(channels, out_channels, kernel_size=4, stride=2, padding=1)
+    elif sh >= th and sw >= tw:
+        conv = nn.Conv2d(channels, out_channels, kernel_size=(1 + sh - th, 1 + sw - tw))
+    else:
+        raise IncompatibleCombination(
+            f"the student map {sh}×{sw} is smaller than the hint {th}×{tw} by other than a factor of 2; "
+            "FitNets' regressor (mdistiller's ConvReg) does not map it")
+    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU())
+
+
 def regressor(like: torch.Tensor, out_channels: int, hidden: int | None = None) -> nn.Module:
     """A learned map from a student feature shaped ``like`` to ``out_channels`` (channels or dims).
 

@@ -9,17 +9,21 @@ import torch
 import torch.nn.functional as F
 
 from kdbench import Batch, Method, ModelOutput, Range
-from kdbench_methods.feature_adapters import feature_pair, regressor, resize
+from kdbench_methods.feature_adapters import feature_pair, hint_regressor
 
 
 class FitNets(Method):
     """Cross-entropy plus the MSE between a teacher "hint" feature and a regressed student feature.
 
-    The regressor (a 1×1 convolution for maps, a linear map for vectors, created in ``setup``
-    from the two features' shapes) is trained with the student. The paper trains in two
-    stages (hint first, then KD); like mdistiller and RepDistiller this is the common
-    one-stage version with their hint weight of 100. A regressed map of another spatial
-    size than the hint's is resized to it.
+    Follows mdistiller's ``mdistiller/distillers/FitNet.py`` with its ``ConvReg``
+    (``mdistiller/distillers/_common.py``; RepDistiller's ``models/util.py`` has the same): the
+    regressor, created in ``setup`` from the two features' shapes and trained with the student,
+    is a convolution with bias, BatchNorm and a ReLU, its kernel chosen so that the student map
+    comes out at the hint's size (see ``feature_adapters.hint_regressor``); for vectors, a linear
+    layer with bias, BatchNorm and a ReLU. The loss is weight · mean((r(F_s) − F_t)²). The paper
+    trains in two stages (hint first, then KD); like mdistiller and RepDistiller this is the
+    common one-stage version with their hint weight of 100 (``CFG.FITNET.LOSS.FEAT_WEIGHT`` in
+    ``mdistiller/engine/cfg.py``).
     """
 
     name = "fitnets"
@@ -39,13 +43,10 @@ class FitNets(Method):
         teacher_out = teachers_out[0]
         guided, hint = feature_pair(student_out, teacher_out, self.student_feature,
                                     self.teacher_feature)
-        self.regressor = regressor(guided, hint.shape[1])
+        self.regressor = hint_regressor(guided, hint)
 
     def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
         teacher = teachers[0]
         guided, hint = feature_pair(student, teacher, self.student_feature, self.teacher_feature)
-        regressed = self.regressor(guided)
-        if hint.dim() == 4:
-            regressed = resize(regressed, hint.shape[-2:])
-        hint_loss = self.weight * F.mse_loss(regressed, hint)
+        hint_loss = self.weight * F.mse_loss(self.regressor(guided), hint)
         return {"task": self.task.loss(student.output, batch), "hint": hint_loss}
