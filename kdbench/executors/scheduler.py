@@ -132,11 +132,8 @@ class TrialScheduler:
         deaths: dict[str, int] = {}
         try:
             while True:
-                for study in self._open(deaths):
-                    while len(in_flight) < self.max_parallel and (spec := self.tuning.ask(study)) is not None:
-                        combination = trial_combination(study.combination, spec)
-                        in_flight[combination.key] = (study, spec, combination)
-                        self.backend.submit(self.make_job(combination, {}, spec))
+                while len(in_flight) < self.max_parallel and self._submit_next(in_flight, deaths):
+                    pass
                 if not in_flight:
                     break
                 for key, result in self.backend.wait():
@@ -158,5 +155,17 @@ class TrialScheduler:
             raise
         self.backend.close()
 
-    def _open(self, deaths: dict[str, int]) -> list[Study]:
-        return [s for s in self.tuning.studies if deaths.get(s.name, 0) < ATTEMPTS]
+    def _submit_next(self, in_flight: dict[str, tuple[Study, TrialSpec, Combination]],
+                     deaths: dict[str, int]) -> bool:
+        """Submit one trial of the study with the fewest in flight (studies take turns, so each sees
+        its earlier trials' results before drawing the next); ``False`` once every study is full."""
+        running = [study.name for study, _, _ in in_flight.values()]
+        for study in sorted((s for s in self.tuning.studies if deaths.get(s.name, 0) < ATTEMPTS),
+                            key=lambda s: running.count(s.name)):
+            spec = self.tuning.ask(study)
+            if spec is not None:
+                combination = trial_combination(study.combination, spec)
+                in_flight[combination.key] = (study, spec, combination)
+                self.backend.submit(self.make_job(combination, {}, spec))
+                return True
+        return False
