@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--out", type=Path, default=Path("results"),
                          help="folder for <suite>/ and the index (default: results)")
     publish.add_argument("--tracking-uri")
+    publish.add_argument("--allow-dirty", action="store_true",
+                         help="publish suites whose runs were made from uncommitted code (refused otherwise); "
+                              "their pages say so")
     publish.set_defaults(handler=_publish)
 
     data = sub.add_parser("data", help="dataset files")
@@ -181,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # the current runs are already marked KILLED; report what got done
             interrupted, outcomes = True, executor.outcomes
     board = load_board(suite.name, protocol_runs(tracker.runs(), args.tuned), registry.kinds.entries, suite.metric,
-                       suite.paper, registry.manager.hook, protocol(tracker.runs(), args.tuned))
+                       suite.paper, registry.manager.hook, protocol(tracker.runs(), args.tuned), tracker.history)
     console.print(summary_table(board))
     failed = [o for o in outcomes if o.status == "FAILED"]
     skipped = [o for o in outcomes if o.status == "N/A"]
@@ -323,7 +326,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from kdbench.leaderboard.publish import Stamp, publish_suite, write_index
+    from kdbench.leaderboard.publish import Stamp, check_clean, publish_suite, task_modalities, write_index
     from kdbench.leaderboard.store import read
     from kdbench.suite import load_suite
 
@@ -331,13 +334,16 @@ def _publish(args: argparse.Namespace) -> int:
     suites = [load_suite(resolve_suite(name), registry) for name in args.suites]
     boards = [(suite, *read(suite, args.tracking_uri, registry.kinds.entries, registry.manager.hook))
               for suite in suites]
+    check_clean([board for _, board, _ in boards], args.allow_dirty)  # before any suite is written
     stamp = Stamp.now(args.argv)
+    known = {name: task.modality for name, task in registry.tasks.entries.items()}
     for suite, board, tracker in boards:
         folder = args.out / suite.name
         written = publish_suite(board, folder, stamp, tracker.history, suite.description, tracker.pictures,
-                                registry.manager.hook)
+                                registry.manager.hook, allow_dirty=args.allow_dirty,
+                                modalities={**known, **task_modalities(tracker.runs())})
         print(f"{suite.name}: {len(written)} files in {folder}")
-    listed, skipped = write_index(args.out, stamp)
+    listed, skipped = write_index(args.out, stamp, known)
     for path in skipped:
         print(f"kdbench: warning: {path} is not a kdbench leaderboard; not indexed",
               file=sys.stderr)

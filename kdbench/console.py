@@ -21,6 +21,7 @@ from kdbench.leaderboard.columns import (
     footnotes,
     metric_label,
     title,
+    under_trained,
 )
 from kdbench.plan import Combination
 from kdbench.runner import Outcome
@@ -80,10 +81,12 @@ def summary_table(board: Board) -> Group:
 
     One table per (task, teacher, student) group, named in its title, so the columns
     left are the numbers; those that need width (CI, FLOPs) are left to the pages.
-    Print it on a console at least ``WIDTH`` wide, or rich elides numbers.
+    Print it on a console at least ``WIDTH`` wide, or rich elides numbers. An under-trained
+    baseline is named under the title; each paper claim's verdict is a column, its numbers a footnote.
     """
     shown = columns(board, terminal=True)
     parts: list[Table | Text] = [Text(title(board), style="bold")]
+    parts += [Text(note, style="bold yellow") for note in under_trained(board)]
     for rows in board.groups():
         first = rows.iloc[0]
         heading = (f"{first['task']} · {first['teacher']} → {first['student']} · "

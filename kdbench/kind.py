@@ -27,6 +27,9 @@ class Metric:
     """The column's footnote: what the metric measures."""
     decimals: int = 4
     """Decimals its values are shown with: a count's seed mean needs fewer than a fraction."""
+    positive: bool = False
+    """Strictly above 0 (a distance, a time): its confidence interval is taken on the log scale,
+    so it cannot reach below 0. Not for a count that may be 0 (errors)."""
 
     def __post_init__(self) -> None:
         if self.label and any(char in self.name for char in "*?["):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -69,15 +70,65 @@ class MethodEntry(_Strict):
         ]
 
 
+BETTER_THAN = "better-than "
+
+
 class PaperAnchor(_Strict):
-    """A number a paper reports for one row, shown beside the reproduced one."""
+    """A number a paper reports for one row, shown beside the reproduced one, and optionally the
+    claim it makes, which the leaderboard judges 'reproduced' or 'not reproduced'.
+
+    The claim is every tolerance given, all of which must hold: ``within`` (the row's mean at most
+    that far from ``value``, or from the measured mean of row ``of``), ``direction`` (better than
+    another row of the same table, Welch's p < 0.05 on the seeds) and ``gap_closed`` (at least
+    that share of the teacher–baseline gap closed). Without one the anchor is only shown.
+    """
 
     task: str
     method: str
-    value: float
+    """The row's method (its variant name, as the table shows it), or 'teacher'."""
+    value: float | None = None
+    """The paper's number for the row (shown in the 'paper' column)."""
     teacher: str | None = None
     student: str | None = None
     source: str = ""
+    within: float | None = Field(default=None, ge=0)
+    """|measured mean − target| ≤ within, in the metric's units; the target is ``value``, or ``of``'s."""
+    of: str | None = None
+    """Measure ``within`` against this row's measured mean ('teacher', or a method of the table)
+    instead of ``value``: a claim relative to the paper's own reference ("GLNN within 1.5 points
+    of its teacher") holds on our teacher, whatever its absolute accuracy."""
+    direction: str | None = None
+    """'better-than METHOD': the row's mean beats that row's in the metric's direction, and Welch's
+    two-sided test on the seeds gives p < 0.05 (one planned test, not Holm-corrected)."""
+    gap_closed: float | None = None
+    """At least this share of the teacher–baseline gap closed (the table's 'gap closed')."""
+
+    @field_validator("direction")
+    @classmethod
+    def _direction(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(rf"{BETTER_THAN}\S+", value):
+            raise ValueError(f"expected '{BETTER_THAN}METHOD' (the row this one beats), got {shown_value(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _claim_is_complete(self) -> PaperAnchor:
+        if self.of is not None and self.within is None:
+            raise ValueError("'of' names the row 'within' is measured against; give 'within' too")
+        if self.within is not None and self.of is None and self.value is None:
+            raise ValueError("'within' needs the paper's 'value', or 'of' naming the row to be near")
+        if self.value is None and not self.claimed:
+            raise ValueError("an anchor needs the paper's 'value' or a claim ('within', 'direction', 'gap_closed')")
+        return self
+
+    @property
+    def claimed(self) -> bool:
+        """Whether the anchor states a claim to judge, not only a number to show."""
+        return self.within is not None or self.direction is not None or self.gap_closed is not None
+
+    @property
+    def better_than(self) -> str | None:
+        """The method ``direction`` says this row beats."""
+        return self.direction[len(BETTER_THAN):] if self.direction else None
 
 
 MAX_SEEDS = 1000
@@ -308,6 +359,19 @@ def check_names(suite: Suite, registry: Registry, where: str) -> None:
                 except ValueError as error:
                     fail(f"{field}.params", str(error))
     _check_tune(suite, registry, fail)
+    _check_paper(suite, fail)
+
+
+def _check_paper(suite: Suite, fail: Any) -> None:
+    """Every method an anchor names is one the suite runs, so a typo is not a claim never judged.
+
+    Tasks are not checked here: an anchor whose task has no row is listed on the board as
+    untested, under its task's name, so it cannot drop out unseen either."""
+    methods = sorted({"teacher", *(entry.name for case in suite.all_cases() for entry in case.methods)})
+    for a, anchor in enumerate(suite.paper):
+        for key, name in (("method", anchor.method), ("of", anchor.of), ("direction", anchor.better_than)):
+            if name is not None and name.split("[")[0] not in methods:
+                fail(f"paper[{a}].{key}", unknown_name_message("method of this suite", name, methods))
 
 
 def _check_tune(suite: Suite, registry: Registry, fail: Any) -> None:

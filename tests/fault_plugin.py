@@ -8,7 +8,8 @@ Loaded with ``--plugin tests/fault_plugin.py``; ``KDBENCH_TEST_FAULT`` picks the
 - ``metrics-logging``: SIGKILL half-way through logging a run's final metrics;
 - ``cache-write``: SIGKILL after a teacher checkpoint's temporary file is written, before its rename;
 - ``die-once:METHOD`` / ``die-always:METHOD``: SIGKILL when a METHOD run starts (once, using a marker
-  file under ``KDBENCH_CACHE``, or every time) — a worker dying under its job.
+  file under ``KDBENCH_CACHE``, or every time) — a worker dying under its job; several of these
+  separated by commas.
 """
 
 from __future__ import annotations
@@ -42,14 +43,15 @@ def kdbench_run_end(run: Run, status: str) -> None:
 
 @hookimpl
 def kdbench_run_start(run: Run) -> None:
-    mode, _, method = FAULT.partition(":")
-    if mode not in ("die-once", "die-always") or run.method is None or run.method.name != method:
-        return
-    marker = Path(os.environ["KDBENCH_CACHE"]) / f"died-{run.seed}-{method}"
-    if mode == "die-always" or not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text("died here once\n")
-        die()
+    for fault in FAULT.split(","):
+        mode, _, method = fault.partition(":")
+        if mode not in ("die-once", "die-always") or run.method is None or run.method.name != method:
+            continue
+        marker = Path(os.environ["KDBENCH_CACHE"]) / f"died-{run.seed}-{method}"
+        if mode == "die-always" or not marker.exists():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("died here once\n")
+            die()
 
 
 def _patch_tracker_logging() -> None:

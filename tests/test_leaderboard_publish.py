@@ -193,3 +193,108 @@ def test_published_command_line_names_paths_relative_to_the_checkout(tmp_path: P
     assert line == ("kdbench publish suites/x.yaml --out results --tracking-uri sqlite:///.kdbench/graph.db "
                     "--plugin=my.py .../extra.py")
     assert str(tmp_path) not in line
+
+
+# ---- provenance and the index (issue #17) ----------------------------------------------------
+
+PLAIN_SUITE = """
+name: {name}
+description: "suite {name}"
+tasks: [digits]
+pairs:
+  - {{teacher: hinton-mlp-1200, student: mlp-30}}
+methods: [student-only, kd]
+"""
+
+
+def runs_of(store: str, experiment: str, commits: dict[str, str], task: str = "toy") -> None:
+    """Finished teacher, student-only and kd runs of ``experiment``, each with its commit from ``commits``."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    found = client.get_experiment_by_name(experiment)
+    exp = found.experiment_id if found else client.create_experiment(experiment)
+    metric = "test_accuracy" if task != "toy-err" else "test_errors"
+    values = {"teacher": 0.9, "student-only": 0.8, "kd": 0.86}
+    for method, commit in commits.items():
+        for seed in range(2):
+            run = client.create_run(exp, tags=tags(task, method, seed, **{"kdbench.commit": commit})).info.run_id
+            client.log_metric(run, metric, values[method] + seed / 100)
+            client.set_terminated(run)
+
+
+def plain(folder: Path, name: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(PLAIN_SUITE.format(name=name))
+    return path
+
+
+def test_runs_from_uncommitted_code_are_refused_in_one_line(cli, isolated: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]):
+    store = f"sqlite:///{tmp_path / 'dirty.db'}"
+    runs_of(store, "clean", dict.fromkeys(("teacher", "student-only", "kd"), "c1ea4"))
+    runs_of(store, "mixed", {"teacher": "c1ea4", "student-only": "c1ea4", "kd": "d1r7y-dirty"})
+    capsys.readouterr()  # MLflow's notes on creating the store are not the command's output
+    out = tmp_path / "results"
+    code, stdout, stderr = cli("publish", plain(isolated, "clean"), plain(isolated, "mixed"),
+                               "--out", out, "--tracking-uri", store)
+    assert code == 2
+    assert stderr.startswith("kdbench: error: suite 'mixed'") and stderr.count("\n") == 1, stderr
+    assert "d1r7y-dirty" in stderr and "--allow-dirty" in stderr and "'clean'" not in stderr
+    assert not out.exists(), "a refused publish writes no suite, not even the clean one"
+
+    assert cli("publish", plain(isolated, "clean"), "--out", out, "--tracking-uri", store)[0] == 0
+    clean = json.loads((out / "clean" / "leaderboard.json").read_text())
+    assert clean["stamp"]["dirty_runs"] == [] and clean["stamp"]["note"] == ""
+    assert "allow-dirty" not in (out / "clean" / "leaderboard.md").read_text()
+
+
+def test_allow_dirty_publishes_and_every_page_says_so(cli, isolated: Path, tmp_path: Path):
+    store = f"sqlite:///{tmp_path / 'dirty.db'}"
+    runs_of(store, "mixed", {"teacher": "c1ea4", "student-only": "d1r7y-dirty", "kd": "0ther-dirty"})
+    out = tmp_path / "results"
+    code, _, stderr = cli("publish", plain(isolated, "mixed"), "--out", out, "--tracking-uri", store,
+                          "--allow-dirty")
+    assert code == 0, stderr
+    record = json.loads((out / "mixed" / "leaderboard.json").read_text())
+    assert record["run_commits"] == ["0ther-dirty", "c1ea4", "d1r7y-dirty"]
+    assert record["stamp"]["dirty_runs"] == ["0ther-dirty", "d1r7y-dirty"]
+    note = record["stamp"]["note"]
+    assert "--allow-dirty" in note and "uncommitted code (0ther-dirty, d1r7y-dirty)" in note
+    assert record["notes"][0] == note
+    assert record["modalities"] == {"toy": "vision"}  # from the runs' tags: 'toy' is no registered task
+    md = (out / "mixed" / "leaderboard.md").read_text()
+    page = (out / "mixed" / "leaderboard.html").read_text()
+    readme = (out / "README.md").read_text()
+    index = (out / "index.html").read_text()
+    assert note in md and note in page and note in readme
+    assert note in table_rows(index, "suites")[0][5]
+
+
+def test_the_index_stamps_each_suite_with_its_own_commits_and_command(cli, isolated: Path, tmp_path: Path):
+    store = f"sqlite:///{tmp_path / 'two.db'}"
+    runs_of(store, "alpha", dict.fromkeys(("teacher", "student-only", "kd"), "aaaa1111"))
+    runs_of(store, "beta", {"teacher": "bbbb2222", "student-only": "bbbb2222", "kd": "cccc3333"})
+    out = tmp_path / "results"
+    assert cli("publish", plain(isolated, "alpha"), "--out", out, "--tracking-uri", store)[0] == 0
+    first = json.loads((out / "alpha" / "leaderboard.json").read_text())["stamp"]
+    code, _, stderr = cli("publish", plain(isolated, "beta"), "--tracking-uri", store, "--out", out)
+    assert code == 0, stderr
+    second = json.loads((out / "beta" / "leaderboard.json").read_text())["stamp"]
+    assert first["command"] != second["command"]
+
+    rows = {row[0]: row for row in table_rows((out / "index.html").read_text(), "suites")}
+    assert sorted(rows) == ["alpha", "beta"]
+    # columns: suite, description, checkpoint, rows, best, published, commit, files
+    assert rows["alpha"][6] == "runs: aaaa1111"
+    assert rows["beta"][6] == "runs: bbbb2222, cccc3333"
+    for suite, stamp, other in (("alpha", first, second), ("beta", second, first)):
+        assert stamp["date"] in rows[suite][5] and f"$ {stamp['command']}" in rows[suite][5]
+        assert other["command"] not in rows[suite][5]
+
+    readme = {line.split("]")[0].lstrip("| ["): line for line in markdown_rows((out / "README.md").read_text())}
+    assert "aaaa1111" in readme["alpha"] and "bbbb2222" not in readme["alpha"]
+    assert "bbbb2222, cccc3333" in readme["beta"] and "aaaa1111" not in readme["beta"]
+    assert first["command"].replace("|", "\\|") in readme["alpha"]
+    assert second["command"].replace("|", "\\|") in readme["beta"]
+    assert "index rebuilt" in (out / "README.md").read_text()

@@ -66,7 +66,8 @@ def test_pictures_are_logged_per_run_and_published(cli, isolated: Path) -> None:
         assert [a.path for a in client.list_artifacts(run.info.run_id, "pictures")] == [
             "pictures/first-test-image.png"]
 
-    code, out, err = cli("publish", suite, "--plugin", plugin, "--out", isolated / "results")
+    # the runs carry this checkout's commit, '-dirty' while it has uncommitted changes
+    code, out, err = cli("publish", suite, "--plugin", plugin, "--out", isolated / "results", "--allow-dirty")
     assert code == 0, err
     published = sorted(p.name for p in (isolated / "results" / "drawn").glob("picture-*.png"))
     assert published == ["picture-drawn-digits-hinton-mlp-1200-teacher-first-test-image.png",

@@ -14,7 +14,7 @@ from tests.conftest import REPO
 from tests.equality.record import differences, metrics_by_run
 
 
-@pytest.mark.slow
+@pytest.mark.smoke
 def test_smoke_suite_end_to_end(cli, isolated: Path, require_data, monkeypatch: pytest.MonkeyPatch):
     require_data("fsdd", "MANIFEST.tsv")  # the speech case
     require_data("planetoid", "Cora/raw/ind.cora.x")  # the graph case

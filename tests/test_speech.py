@@ -261,7 +261,7 @@ recipe:
 """
 
 
-@pytest.mark.slow
+@pytest.mark.smoke
 def test_speech_suite_runs_end_to_end_with_feature_and_relation_methods(fsdd, cli, isolated):
     suite = isolated / "tiny.yaml"
     suite.write_text(TINY)

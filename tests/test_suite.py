@@ -60,6 +60,18 @@ CASES = {
     "invalid yaml": (mutate("methods: [student-only, kd]", "methods: [student-only, kd"), ["invalid YAML"]),
     "not a mapping": ("- just\n- a list\n", ["expected a mapping of suite fields, got list"]),
     "bad suite name": (mutate("name: ok", "name: ../../etc/passwd"), ["name", "should match pattern"]),
+    "unknown paper anchor field": (GOOD + "paper:\n  - {task: digits, method: kd, value: 0.9, withn: 0.01}\n",
+                                   ["paper[0].withn", "unknown field 'withn'; did you mean 'within'?"]),
+    "paper direction not better-than": (
+        GOOD + "paper:\n  - {task: digits, method: kd, direction: beats student-only}\n",
+        ["paper[0].direction", "expected 'better-than METHOD'", "'beats student-only'"]),
+    "paper within with nothing to be near": (GOOD + "paper:\n  - {task: digits, method: kd, within: 0.01}\n",
+                                             ["paper[0]", "'within' needs the paper's 'value', or 'of'"]),
+    "paper anchor without value or claim": (GOOD + "paper:\n  - {task: digits, method: kd}\n",
+                                            ["paper[0]", "needs the paper's 'value' or a claim"]),
+    "paper anchor on a method not run": (
+        GOOD + "paper:\n  - {task: digits, method: kd, direction: better-than studnt-only}\n",
+        ["paper[0].direction", "unknown method of this suite 'studnt-only'", "did you mean 'student-only'?"]),
 }
 
 
@@ -117,3 +129,20 @@ def test_every_shipped_suite_validates():
     assert {"quickstart", "smoke", "hinton-mnist"} <= set(names)
     for name in names:
         load_suite(resolve_suite(name), registry)
+
+
+def test_paper_claims_parse_into_their_checks(isolated: Path):
+    from kdbench.registry import Registry
+    from kdbench.suite import load_suite
+
+    path = isolated / "suite.yaml"
+    path.write_text(GOOD + "paper:\n"
+                    "  - {task: digits, method: teacher, value: 0.97, within: 0.02}\n"
+                    "  - {task: digits, method: kd, direction: better-than student-only, gap_closed: 0.5}\n"
+                    "  - {task: digits, method: kd, within: 0.015, of: teacher}\n")
+    within, better, near = load_suite(path, Registry.load()).paper
+    assert (within.value, within.within, within.claimed) == (0.97, 0.02, True)
+    assert (better.value, better.better_than, better.gap_closed) == (None, "student-only", 0.5)
+    assert (near.of, near.within) == ("teacher", 0.015)
+    path.write_text(GOOD + "paper:\n  - {task: digits, method: kd, value: 0.9}\n")
+    assert not load_suite(path, Registry.load()).paper[0].claimed  # a number to show, no claim

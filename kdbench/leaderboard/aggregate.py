@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from kdbench.kind import Kind
-from kdbench.leaderboard.metrics import MODEL_STATS, decimals, higher_is_better
+from kdbench.leaderboard.metrics import MODEL_STATS, decimals, higher_is_better, positive
 from kdbench.leaderboard.statistics import spread
 from kdbench.tracking import RunRecord
 
@@ -103,12 +103,14 @@ def summary(frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: str | None =
     """Per (task, teacher, student, method): the reported metric's spread over seeds.
 
     The metric is ``metric`` when the suite sets one, else each run's primary metric; its
-    direction is the task's or its kind's word (``metrics.higher_is_better``).
+    direction is the task's or its kind's word (``metrics.higher_is_better``); a metric its kind
+    declares positive gets a log-scale interval (``statistics.spread``).
     Combinations with no usable seed are kept, with status 'n/a' (skipped) or 'failed'
     and the reason, so a method never silently vanishes from the table.
     """
     shown = [] if frame.empty else _shown_metrics(kinds, frame["kind"])
-    columns = [*GROUP, "kind", "base_method", "role", "status", "reason", "metric", "higher_is_better", "decimals", "n",
+    columns = [*GROUP, "kind", "base_method", "role", "status", "reason", "metric", "higher_is_better", "positive",
+               "decimals", "n",
                "mean", "std", "ci_low", "ci_high", "values",
                *[field for name in shown for field in metric_fields(name)], *MODEL_STATS, *TUNING, "run_ids"]
     if frame.empty:
@@ -130,7 +132,8 @@ def summary(frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: str | None =
             reason = (skipped if not skipped.empty else group)["reason"].iloc[0]
         elif not values:
             status, reason = "n/a", f"no {column} logged"
-        seeds = spread(values)
+        is_positive = positive(name, kind)
+        seeds = spread(values, positive=is_positive)
         rows.append({
             **dict(zip(GROUP, key, strict=True)),
             "kind": first["kind"],
@@ -140,6 +143,7 @@ def summary(frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: str | None =
             "reason": reason,
             "metric": name,
             "higher_is_better": higher,
+            "positive": is_positive,
             "decimals": decimals(name, kind),
             "n": seeds.n,
             "mean": seeds.mean,

@@ -8,13 +8,16 @@ The teacher and baseline are matched by what the runs' tags hold: teacher runs b
 (task, teacher name), baseline runs by (task, student), since neither has a partner.
 Significance is tested against the kind's reference method (plain KD of that kind); a
 task whose kind no loaded plugin declares still shows, with neither baseline nor reference.
+A suite's paper anchors that state a claim are judged on the rows they fit (``verdicts``),
+and, given the runs' histories, each row carries the slope of its last validation epochs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import pluggy
@@ -22,15 +25,33 @@ import pluggy
 from kdbench.errors import PluginError
 from kdbench.kind import Kind
 from kdbench.leaderboard import aggregate
+from kdbench.leaderboard.column import missing
 from kdbench.leaderboard.columns import Column
-from kdbench.leaderboard.statistics import ALPHA, NAN, gap_closed, holm, seed_noise, welch_p
+from kdbench.leaderboard.statistics import (
+    ALPHA,
+    LAST_EPOCHS,
+    NAN,
+    gap_closed,
+    holm,
+    seed_noise,
+    slope,
+    still_improving,
+    welch_p,
+)
 from kdbench.suite import PaperAnchor
 from kdbench.tracking import RunRecord
 
 NO_MODEL = "-"
 ROW_ORDER = {"teacher": 0, "baseline": 1, "method": 2}
-INTERNAL = ("values", "run_ids")
-"""Row fields the leaderboard computes with but does not show as columns."""
+INTERNAL = ("values", "run_ids", "claims")
+"""Row fields the leaderboard computes with but does not show as columns (``claims``: the
+indexes of the suite's claimed anchors that fit the row)."""
+History = Callable[[str, str], list[tuple[int, float]]]
+"""(run id, metric key) -> [(step, value), ...], as ``Tracker.history`` answers (and plots take)."""
+REPRODUCED, NOT_REPRODUCED, UNTESTED = "reproduced", "not reproduced", "untested"
+"""A claim's verdicts; untested: a number it needs is missing (a row not run, one seed, no gap)."""
+VERDICT_FIELDS = ["task", "teacher", "student", "method", "claim", "verdict", "measured", "target", "p",
+                  "gap_closed", "detail", "source"]
 
 
 @dataclass
@@ -54,6 +75,9 @@ class Board:
     """The runs averaged into the rows, one per seed (what plugins' column and plot hooks see)."""
     protocol: str = "defaults: not tuned"
     """How the rows' hyper-parameters were chosen: one protocol per board, stated in its header."""
+    verdicts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=VERDICT_FIELDS))
+    """One line per (claimed paper anchor, row it fits): the verdict and the numbers behind it; an
+    anchor that fits no row is a line too (untested), so a claim never silently drops out."""
 
     def groups(self) -> list[pd.DataFrame]:
         """The rows of each (task, teacher, student) group, in table order."""
@@ -62,19 +86,25 @@ class Board:
 
 def load_board(suite: str, records: list[RunRecord], kinds: Mapping[str, Kind], metric: str | None = None,
                anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None,
-               protocol: str = "defaults: not tuned") -> Board:
+               protocol: str = "defaults: not tuned", history: History | None = None) -> Board:
     """The board of one suite from its MLflow runs (see ``build``)."""
-    return build(suite, aggregate.runs_frame(records), kinds, metric, anchors, hook, protocol)
+    return build(suite, aggregate.runs_frame(records), kinds, metric, anchors, hook, protocol, history)
 
 
 def build(suite: str, frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: str | None = None,
           anchors: Sequence[PaperAnchor] = (), hook: pluggy.HookRelay | None = None,
-          protocol: str = "defaults: not tuned") -> Board:
+          protocol: str = "defaults: not tuned", history: History | None = None) -> Board:
     """Aggregate runs into a board; ``kinds`` are the declared kinds by name
-    (``Registry.kinds.entries``), ``hook`` is the plugin manager's hook relay, if any."""
+    (``Registry.kinds.entries``), ``hook`` is the plugin manager's hook relay, if any.
+
+    ``history`` (``Tracker.history``) reads the runs' validation curves for the convergence
+    column; without it the column stays empty, as it does for runs that logged no curve.
+    """
     stats = aggregate.summary(frame, kinds, metric)
     groups = [_group(stats, key, anchors, kinds) for key in _group_keys(stats)]
     rows = pd.concat(groups, ignore_index=True) if groups else pd.DataFrame(columns=stats.columns)
+    _add_convergence(rows, history)
+    verdicts = _verdicts(rows, anchors)
     runs = aggregate.current(frame) if not frame.empty else frame
     extra = _plugin_columns(hook, runs, rows)
     present = set(stats["kind"])
@@ -83,7 +113,7 @@ def build(suite: str, frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: st
         checkpoints=aggregate.checkpoints(frame),
         commits=sorted(set(frame["commit"]) - {""}) if not frame.empty else [],
         kinds={name: kind for name, kind in kinds.items() if name in present}, extra_columns=extra, runs=runs,
-        protocol=protocol,
+        protocol=protocol, verdicts=verdicts,
     )
 
 
@@ -123,6 +153,7 @@ def _group(stats: pd.DataFrame, key: tuple[str, str, str],
     rows = pd.concat([teachers, students], ignore_index=True)
     rows = rows.assign(teacher=teacher, student=student, reference=reference or "")
     rows = _compare(rows)
+    _judge(rows, anchors)
     rows["order"] = rows["role"].map(ROW_ORDER)
     rows["unranked"] = rows["rank"].isna()
     rows = rows.sort_values(["order", "unranked", "rank", "method"], kind="stable")
@@ -131,14 +162,17 @@ def _group(stats: pd.DataFrame, key: tuple[str, str, str],
 
 def _add_paper(rows: pd.DataFrame, anchors: Sequence[PaperAnchor], task: str,
                methods: Sequence[str], teachers: Sequence[str], student: str) -> None:
-    """The paper's number for each row, and where it was printed (the first anchor that fits)."""
-    found = [
-        next((a for a in anchors if (a.task, a.method) == (task, method)
-              and a.teacher in (None, teacher) and a.student in (None, student)), None)
+    """The paper's number for each row and where it was printed (the first anchor with a value
+    that fits), and the claimed anchors that fit it, to be judged once the row is compared."""
+    fits = [
+        [i for i, a in enumerate(anchors) if (a.task, a.method) == (task, method)
+         and a.teacher in (None, teacher) and a.student in (None, student)]
         for method, teacher in zip(methods, teachers, strict=True)
     ]
+    found = [next((anchors[i] for i in fit if anchors[i].value is not None), None) for fit in fits]
     rows["paper"] = [NAN if a is None else a.value for a in found]
     rows["paper_source"] = ["" if a is None else a.source for a in found]
+    rows["claims"] = [[i for i in fit if anchors[i].claimed] for fit in fits]
 
 
 def _best(rows: pd.DataFrame) -> pd.Series | None:
@@ -186,6 +220,129 @@ def _compare(rows: pd.DataFrame) -> pd.DataFrame:
     ranked = (sign * rows["mean"]).where(ok & (rows["role"] != "teacher"))
     rows["rank"] = ranked.rank(ascending=False, method="min")
     return rows
+
+
+def _judge(rows: pd.DataFrame, anchors: Sequence[PaperAnchor]) -> None:
+    """Each row's verdict on the claims that fit it (all must hold), their details, and the Welch
+    p of its direction claim; ``verdict_lines`` holds one judgement per claim for the board."""
+    teacher = _best(rows[rows["role"] == "teacher"])
+    judged = [[_claim(anchors[i], row, rows, teacher) for i in row.claims] for _, row in rows.iterrows()]
+    rows["verdict"] = [_overall([j["verdict"] for j in found]) if found else "" for found in judged]
+    rows["verdict_detail"] = ["; ".join(f"{j['claim']}: {j['detail']} — {j['verdict']}" for j in found)
+                              for found in judged]
+    rows["verdict_p"] = [next((j["p"] for j in found if not math.isnan(j["p"])), NAN) for found in judged]
+    rows["verdict_lines"] = judged
+
+
+def _overall(verdicts: Sequence[str]) -> str:
+    """One failed check settles it; otherwise a check that could not be made leaves it untested."""
+    if NOT_REPRODUCED in verdicts:
+        return NOT_REPRODUCED
+    return UNTESTED if UNTESTED in verdicts else REPRODUCED
+
+
+def _claim(anchor: PaperAnchor, row: pd.Series, rows: pd.DataFrame, teacher: pd.Series | None) -> dict[str, Any]:
+    """Judge one anchor's claim on one row: each tolerance it gives is a check that holds (True),
+    fails (False) or cannot be made (None: a number it needs is missing)."""
+    places = int(row["decimals"])
+    sign = 1.0 if row["higher_is_better"] else -1.0
+    ok = row["status"] == "ok"
+    mean = row["mean"] if ok else NAN
+    checks: list[bool | None] = []
+    said: list[str] = []
+    target, p = NAN, NAN
+
+    def other(name: str) -> pd.Series | None:
+        """The table's row called ``name``: the (best) teacher, or a method's own row."""
+        if name == "teacher":
+            return teacher
+        found = rows[(rows["method"] == name) & (rows["role"] != "teacher") & (rows["status"] == "ok")]
+        return None if found.empty else found.iloc[0]
+
+    if anchor.within is not None:
+        near = other(anchor.of) if anchor.of is not None else None
+        target = float(anchor.value) if anchor.of is None else (NAN if near is None else near["mean"])
+        if math.isnan(mean) or math.isnan(target):
+            checks.append(None)
+            said.append(f"no {'result' if math.isnan(mean) else anchor.of + ' row'} to compare")
+        else:
+            checks.append(bool(abs(mean - target) <= anchor.within))  # numpy's bool is not ``False``
+            said.append(f"{mean:.{places}f} vs {target:.{places}f}, |Δ| {abs(mean - target):.{places}f}")
+    if anchor.better_than is not None:
+        name = anchor.better_than
+        beaten = other(name)
+        if math.isnan(mean) or beaten is None:
+            checks.append(None)
+            said.append(f"no {'result' if math.isnan(mean) else name + ' row'} to compare")
+        else:
+            p = welch_p(row["values"], beaten["values"])
+            better = bool(sign * (mean - beaten["mean"]) > 0)
+            shown = "n/a" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+            said.append(f"{mean:.{places}f} vs {beaten['mean']:.{places}f}, p {shown}")
+            checks.append(False if not better else (None if math.isnan(p) else bool(p < ALPHA)))
+    gap = row.get("gap_closed", NAN) if ok else NAN
+    if anchor.gap_closed is not None:
+        checks.append(None if missing(gap) else bool(gap >= anchor.gap_closed))
+        said.append("gap closed n/a" if missing(gap) else f"gap closed {gap:.2f}")
+    if not ok:
+        said = [f"row {row['status']}" + (f": {row['reason']}" if row["reason"] else "")]
+    verdict = _overall([NOT_REPRODUCED if c is False else UNTESTED if c is None else REPRODUCED for c in checks])
+    return {"claim": _claim_text(anchor), "verdict": verdict, "measured": mean, "target": target, "p": p,
+            "gap_closed": gap if anchor.gap_closed is not None else NAN, "detail": "; ".join(said),
+            "source": anchor.source}
+
+
+def _verdicts(rows: pd.DataFrame, anchors: Sequence[PaperAnchor]) -> pd.DataFrame:
+    """The board's judgements, one per (claimed anchor, row it fits), then the claimed anchors
+    no row fits; moves each row's judgements out of ``verdict_lines`` into this table."""
+    lines: list[dict[str, Any]] = []
+    used: set[int] = set()
+    if "verdict_lines" in rows:
+        for (_, row), judged in zip(rows.iterrows(), rows.pop("verdict_lines"), strict=True):
+            used.update(row["claims"])
+            lines += [{"task": row["task"], "teacher": row["teacher"], "student": row["student"],
+                       "method": row["method"], **found} for found in judged]
+    for i, anchor in enumerate(anchors):
+        if anchor.claimed and i not in used:
+            lines.append({"task": anchor.task, "teacher": anchor.teacher or "-", "student": anchor.student or "-",
+                          "method": anchor.method, "claim": _claim_text(anchor), "verdict": UNTESTED,
+                          "measured": NAN, "target": NAN if anchor.of else anchor.value, "p": NAN,
+                          "gap_closed": NAN, "detail": "no row of this board fits the anchor",
+                          "source": anchor.source})
+    return pd.DataFrame(lines, columns=VERDICT_FIELDS)
+
+
+def _claim_text(anchor: PaperAnchor) -> str:
+    """An anchor's claim in words: its tolerances, each one a check."""
+    parts = []
+    if anchor.within is not None:
+        of = f"{anchor.of}'s measured mean" if anchor.of is not None else f"the paper's {anchor.value:g}"
+        parts.append(f"within {anchor.within:g} of {of}")
+    if anchor.better_than is not None:
+        parts.append(f"better than {anchor.better_than} (Welch p < {ALPHA})")
+    if anchor.gap_closed is not None:
+        parts.append(f"gap closed ≥ {anchor.gap_closed:g}")
+    return ", ".join(parts)
+
+
+def _add_convergence(rows: pd.DataFrame, history: History | None) -> None:
+    """Each row's ``val_slope``: the least-squares slope per epoch of its reported metric's
+    validation curve over the last ``LAST_EPOCHS`` epochs, averaged over its seeds; and
+    ``still_improving``: whether that slope, in the better direction, exceeds the seeds' std."""
+    curves: dict[tuple[str, str], float] = {}  # teacher-free rows repeat in every group: read once
+
+    def run_slope(run: str, key: str) -> float:
+        if (run, key) not in curves:
+            curves[run, key] = slope(history(run, key), LAST_EPOCHS) if history is not None else NAN
+        return curves[run, key]
+
+    slopes = []
+    for row in rows.itertuples():
+        found = [s for s in (run_slope(run, f"val_{row.metric}") for run in row.run_ids) if not math.isnan(s)]
+        slopes.append(math.fsum(found) / len(found) if found else NAN)
+    rows["val_slope"] = slopes
+    rows["still_improving"] = [still_improving(s, std, bool(higher)) for s, std, higher
+                               in zip(slopes, rows["std"], rows["higher_is_better"], strict=True)]
 
 
 def cross_task(rows: pd.DataFrame) -> pd.DataFrame:

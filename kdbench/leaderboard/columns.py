@@ -16,7 +16,7 @@ import pandas as pd
 from kdbench.kind import Kind, Metric
 from kdbench.leaderboard.aggregate import metric_fields
 from kdbench.leaderboard.column import Column, missing, plain
-from kdbench.leaderboard.statistics import ALPHA, CONFIDENCE
+from kdbench.leaderboard.statistics import ALPHA, CONFIDENCE, LAST_EPOCHS
 
 if TYPE_CHECKING:
     from kdbench.leaderboard.board import Board
@@ -91,6 +91,11 @@ def _paper(row: pd.Series) -> str:
     return "" if missing(row["paper"]) else number(row["paper"], row["decimals"])
 
 
+def _slope(row: pd.Series) -> str:
+    """Signed, in the metric's units per epoch: '+0.0031' for an accuracy still rising."""
+    return "" if missing(row["val_slope"]) else f"{row['val_slope']:+.3g}"
+
+
 def _rank(row: pd.Series) -> str:
     return "" if missing(row["rank"]) else str(int(row["rank"]))
 
@@ -103,8 +108,16 @@ COLUMNS: list[Column] = [
     Column("metric", "metric", metric_label, numeric=False, terminal=False, always=True),
     Column("mean", "reproduced", _reproduced, always=True),
     Column("paper", "paper", _paper, optional=True, always=True),
+    Column("verdict", "verdict", plain("verdict"), numeric=False, optional=True, always=True,
+           footnote="verdict = whether the claim the suite's paper anchor makes for the row holds (all of "
+                    "its tolerances: within, better-than, gap closed; each claim is listed below); untested "
+                    "when a number it needs is missing"),
     Column("n", "n", lambda r: str(r["n"]), always=True),
     Column("ci_low", f"{CONFIDENCE:.0%} CI", _ci, terminal=False),
+    Column("val_slope", "val slope/epoch", _slope, optional=True, terminal=False,
+           footnote=f"val slope/epoch = least-squares slope of the reported metric on validation over "
+                    f"each run's last {LAST_EPOCHS} logged epochs, in its units per epoch, mean over the "
+                    "row's seeds: how far from converged the row was stopped"),
     Column("gain", "gain", _gain),
     Column("gap_closed", "gap closed", _gap),
     Column("p_holm", "p vs ref", _p),
@@ -197,9 +210,15 @@ def footnotes(board: Board, terminal: bool = False) -> list[str]:
     baseline = baseline_names(board.rows) or "', '".join(declared) or "baseline"
     references = ", ".join(f"'{kind.reference}' ({kind.name})" for kind in board.kinds.values() if kind.reference)
     against = f": against {references};" if references else "; no kind here declares one;"
+    positive = sorted(set(board.rows.loc[board.rows["positive"].fillna(False).astype(bool), "metric"])
+                      if "positive" in board.rows else [])
+    log_scale = (f" For {', '.join(positive)}, declared positive by its kind, the interval is exp of the "
+                 "t-interval of the seeds' logs, so it stays above 0 (n/a if a seed is not above 0)."
+                 if positive else "")
     notes = [
+        *under_trained(board),
         f"Checkpoint: {checkpoint_rule(board)}. reproduced = mean ± sample std (ddof 1) over n "
-        f"seeds; {CONFIDENCE:.0%} CI from Student's t with n − 1 degrees of freedom. "
+        f"seeds; {CONFIDENCE:.0%} CI from Student's t with n − 1 degrees of freedom.{log_scale} "
         "↑/↓: higher/lower is better.",
         f"Rows 'teacher' and '{baseline}' (the baseline its task's kind declares) are the references. "
         "Teacher-free methods (a student-only baseline among them) are matched to every pair by "
@@ -223,12 +242,38 @@ def footnotes(board: Board, terminal: bool = False) -> list[str]:
     sources = sorted(set(board.rows.get("paper_source", pd.Series(dtype=str))) - {""})
     if sources:
         notes.append("paper = the value the publication reports: " + "; ".join(sources) + ".")
+    notes += verdict_notes(board)
     if (board.rows.get("gap_closed", pd.Series(dtype=float)) > 1).any():
         notes.append(f"{BEATS_TEACHER} gap closed above 1: the method beats its teacher; "
                      "shown, not clipped.")
     if not board.failures.empty:
         notes.append("Runs that failed or were killed are listed below and are never averaged in.")
     return notes
+
+
+def verdict_notes(board: Board) -> list[str]:
+    """One line per paper claim judged (or left untested): where, what, the verdict and the numbers."""
+    return [
+        f"Paper claim, {v.task} · {v.teacher} → {v.student} · {v.method}: {v.claim} — {v.verdict.upper()} "
+        f"({v.detail})" + (f"; {v.source}" if v.source else "") + "."
+        for v in board.verdicts.itertuples()
+    ]
+
+
+def under_trained(board: Board) -> list[str]:
+    """The baselines whose validation curve still improves per epoch by more than their seeds'
+    std: a comparison against a baseline stopped early flatters every method. Each heads the table."""
+    rows = board.rows
+    if rows.empty or "still_improving" not in rows:
+        return []
+    flagged = rows[(rows["role"] == "baseline") & rows["still_improving"].fillna(False).astype(bool)]
+    notes = [
+        f"Under-trained: the baseline is still improving by {abs(r.val_slope):.3g} per epoch "
+        f"({r.task} · {r.student}: '{r.method}', val_{r.metric} over its last {LAST_EPOCHS} epochs, "
+        f"more than its seed std {r.std:.3g}); more epochs may change the comparison."
+        for r in flagged.itertuples()
+    ]
+    return list(dict.fromkeys(notes))  # a teacher-free baseline repeats in each of its groups
 
 
 def cross_task_rows(board: Board) -> list[list[str]]:

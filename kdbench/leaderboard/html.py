@@ -26,6 +26,7 @@ from kdbench.leaderboard.columns import (
     cross_task_rows,
     failure_rows,
     footnotes,
+    under_trained,
 )
 
 STYLE = """
@@ -54,6 +55,8 @@ tr.group-start td { border-top: 2px solid #8c959f; }
 tr.role-teacher td, tr.role-baseline td { background: var(--ref); font-style: italic; }
 tr.status-na td, tr.status-failed td { color: var(--muted); }
 tr.status-failed td { background: #ffebe9; }
+.warning { margin: 6px 0; padding: 6px 10px; border-radius: 6px; background: #fff1e5; color: #762c00;
+           font-weight: 600; }
 tbody tr:hover td { background: #eaeef2; }
 ul.notes { color: var(--muted); font-size: 13px; padding-left: 18px; }
 .plots { display: flex; flex-wrap: wrap; gap: 16px; }
@@ -160,7 +163,8 @@ def render(board: Board, stamp: str, description: str = "",
         f"<header><h1>{escape(board.suite)}</h1>",
         f'<p class="desc">{escape(description)}</p>' if description else "",
         f'<p class="stamp">{escape(stamp)}</p>',
-        f'<p class="checkpoint">Checkpoint: {escape(rule)}</p></header>',
+        f'<p class="checkpoint">Checkpoint: {escape(rule)}</p>',
+        "".join(f'<p class="warning">{escape(note)}</p>' for note in under_trained(board)) + "</header>",
         table("leaderboard", [c.header for c in shown],
               [[c.cell(row) for c in shown] for _, row in board.rows.iterrows()],
               [c.numeric for c in shown],

@@ -21,6 +21,7 @@ from kdbench.leaderboard.columns import (
     failure_rows,
     footnotes,
     title,
+    under_trained,
 )
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -48,7 +49,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
 
 def render(board: Board, stamp: str, description: str = "",
            plots: Sequence[tuple[str, str]] = ()) -> str:
-    """The suite's page: header and stamp, the table, footnotes, failures, cross-task, plots.
+    """The suite's page: header and stamp (and any under-trained baseline), the table, footnotes,
+    failures, cross-task, plots.
 
     ``plots`` are (caption, relative path) pairs, linked so the page renders on GitHub.
     """
@@ -57,6 +59,7 @@ def render(board: Board, stamp: str, description: str = "",
         f"# {escape(title(board))}",
         *([escape(description)] if description else []),
         escape(stamp),
+        *[f"> **{escape(note)}**" for note in under_trained(board)],
         table([c.header for c in shown],
               [[c.cell(row) for c in shown] for _, row in board.rows.iterrows()],
               [c.numeric for c in shown]),

@@ -48,3 +48,9 @@ def decimals(metric: str, kind: Kind | None) -> int:
     """Decimals to show for a value of ``metric``: its kind's word, else four."""
     declared = kind.metric(bare(metric)) if kind is not None else None
     return declared.decimals if declared is not None else 4
+
+
+def positive(metric: str, kind: Kind | None) -> bool:
+    """Whether ``metric`` is declared strictly positive (its interval is taken on the log scale)."""
+    declared = kind.metric(bare(metric)) if kind is not None else None
+    return declared is not None and declared.positive

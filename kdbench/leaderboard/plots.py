@@ -2,13 +2,17 @@
 
 Figures are drawn with matplotlib's object API on the Agg canvas, never ``pyplot``, so
 publishing keeps no global figure state and needs no display.
+
+A method has one colour on every plot of every page (``colour``): a reader who learnt that kd
+is blue on one group's plot must not find it orange on the next, so the colour depends on the
+method's name alone, never on which other methods share the plot.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +45,59 @@ def _label(text: str) -> str:
     return str(text).replace("$", r"\$")
 
 
+TEACHER = "#000000"
+BASELINE = "#7f7f7f"
+TEACHER_SHADES = ("#000000", "#4a3728", "#2f4f4f", "#4b0082")
+"""Dark shades for the teachers of a multi-teacher group ('teacher NAME' rows), by name hash."""
+PALETTE = (
+    # tab10 without its grey (the baseline's)
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+    # tab20's light tints of the same hues
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+    # tab20b's darker and middle shades
+    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#6b6ecf", "#b5cf6b", "#e7ba52", "#d6616b",
+    "#ce6dbd",
+    # four web colours none of the above comes near
+    "#000080", "#808000", "#800000", "#008080",
+)
+"""32 qualitative colours, none grey or black (the references' colours)."""
+BUILT_IN = (
+    "kd", "dkd", "fitnets", "at", "crd", "rkd", "nst", "sp", "pkt", "vid", "cc", "ls-kd", "kd-reverse",
+    "takd", "dml", "ban", "crd-infonce", "multi-teacher", "dist", "glnn", "lsp", "progressive", "consistency",
+    "score-kd", "rd", "de", "cd", "rrd", "heatmap-kd", "bev-feature", "bev-relation",
+)
+"""The built-in methods, each given its own palette colour in this order (the classification
+methods, which share plots most, get the most distinct ones). A new built-in method not listed
+here falls back to the name hash."""
+FIXED = {**dict(zip(BUILT_IN, PALETTE, strict=False)), "student-only": BASELINE, "ddim-n": BASELINE}
+"""Colours by method name; the kinds' baselines are grey wherever they appear."""
+
+
+def _hashed(name: str, palette: Sequence[str]) -> str:
+    """A palette colour from the name alone (sha1, not ``hash``: the same in every process)."""
+    return palette[int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "big") % len(palette)]
+
+
+def colour(method: str, role: str = "method") -> str:
+    """The one colour ``method`` is drawn in, on every plot: fixed for the teacher, the baselines and
+    the built-in methods; a name hash into the 32-colour ``PALETTE`` for plugin methods and variants.
+
+    The trade-off: a hashed name can share a colour with another method in the same plot
+    (chance 1/32 for each other method there), which the legends and tick labels still tell
+    apart. Probing for a free colour per plot would avoid that, but then a method's colour would
+    depend on the plot's other methods, which is the inconsistency this function exists to end.
+    """
+    if role == "teacher":
+        return TEACHER if method == "teacher" else _hashed(method, TEACHER_SHADES)
+    if method in FIXED:
+        return FIXED[method]
+    if role == "baseline" and "[" not in method:
+        return BASELINE
+    return _hashed(method, PALETTE)
+
+
 def _colours(rows: pd.DataFrame) -> dict[str, str]:
-    palette = [f"C{i}" for i in range(10)]
-    return {method: palette[i % len(palette)] for i, method in enumerate(rows["method"])}
+    return {method: colour(method, role) for method, role in zip(rows["method"], rows["role"], strict=True)}
 
 
 def plot_group(rows: pd.DataFrame, history: History, folder: Path, runs: pd.DataFrame | None = None,

@@ -67,5 +67,5 @@ def read(suite: Suite, tracking_uri: str | None, kinds: Mapping[str, Kind],
     if not records:
         raise UserError(f"no runs of suite '{suite.name}' in {uri}; run it first")
     board = load_board(suite.name, protocol_runs(records, tuned), kinds, suite.metric, suite.paper, hook,
-                       protocol(records, tuned))
+                       protocol(records, tuned), tracker.history)
     return board, tracker

@@ -48,7 +48,8 @@ DENSE = Kind(
     metrics=(
         Metric("map", higher_is_better=True, description="nuScenes-style centre-distance mAP over the classes"),
         Metric("map_*", higher_is_better=True, description="the same mAP for one class"),
-        Metric("ate", higher_is_better=False, description="mean centre error of true positives at 2 m, metres"),
+        Metric("ate", higher_is_better=False, positive=True,
+               description="mean centre error of true positives at 2 m, metres"),
     ),
     description="Dense prediction on a bird's-eye-view grid: detection heatmaps scored as centre-distance mAP.",
 )

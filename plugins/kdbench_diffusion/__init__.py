@@ -58,13 +58,14 @@ def kdbench_methods() -> list[type[Method]]:
 DENOISING = Kind(
     "denoising", baseline="ddim-n", reference="progressive",
     metrics=(
-        Metric("fd", higher_is_better=False, description="Fréchet distance to the test set at the primary step count"),
+        Metric("fd", higher_is_better=False, positive=True,
+               description="Fréchet distance to the test set at the primary step count"),
         Metric("kid", higher_is_better=False, description="KID on the task's features at the primary step count"),
-        Metric("fd_n*", higher_is_better=False, description="Fréchet distance at N sampling steps"),
+        Metric("fd_n*", higher_is_better=False, positive=True, description="Fréchet distance at N sampling steps"),
         Metric("kid_n*", higher_is_better=False, description="KID at N sampling steps"),
         Metric("confidence*", higher_is_better=True, description="the MNIST classifier's confidence in the samples"),
         Metric("nll*", higher_is_better=False, description="the toy's exact negative log-likelihood of the samples"),
-        Metric("sample_ms*", higher_is_better=False, description="CPU milliseconds per sample"),
+        Metric("sample_ms*", higher_is_better=False, positive=True, description="CPU milliseconds per sample"),
         Metric("steps", higher_is_better=False, description="the step count of fd and kid (a setting, not a score)"),
         Metric("feature_net_accuracy", higher_is_better=True,
                description="test accuracy of the frozen feature network (the yardstick, not a result)"),

@@ -43,7 +43,7 @@ CLASSIFICATION = Kind(
     metrics=(
         Metric("accuracy", higher_is_better=True, description="top-1 accuracy on the test split"),
         Metric("errors", higher_is_better=False, description="misclassified test samples", decimals=1),
-        Metric("nll", higher_is_better=False, description="negative log-likelihood of the labels"),
+        Metric("nll", higher_is_better=False, positive=True, description="negative log-likelihood of the labels"),
         Metric("ece", higher_is_better=False, description="expected calibration error, 15 bins"),
         Metric("fidelity", higher_is_better=True, label="fidelity",
                description="top-1 agreement with the teacher"),

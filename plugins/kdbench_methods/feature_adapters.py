@@ -43,12 +43,21 @@ def shared_maps(student: ModelOutput, teacher: ModelOutput | None) -> list[str]:
     names = [name for name, value in student.features.items()
              if value.dim() == 4 and name in teacher.features and teacher.features[name].dim() == 4]
     if not names:
-        raise IncompatibleCombination(
-            "no spatial feature map has the same name in student "
-            f"({', '.join(student.features) or 'none'}) and teacher "
-            f"({', '.join(teacher.features) or 'none'})"
-        )
+        raise IncompatibleCombination(_no_shared_map(student.features, teacher.features))
     return names
+
+
+def _no_shared_map(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> str:
+    """Why no stage pairs up, saying what is missing: a name both models share may be there
+    (graph node features are [N, C] vectors under identical names) but not as a 4-D map."""
+    wanted = "no spatial feature map: this method needs a 4-D [B, C, H, W] feature under the same name in both models"
+    shared = [name for name in student if name in teacher]
+    if not shared:
+        return (f"{wanted}, and they share no feature name (student: {', '.join(student) or 'none'}; "
+                f"teacher: {', '.join(teacher) or 'none'})")
+    shapes = "; ".join(f"{name}: student {list(student[name].shape)}, teacher {list(teacher[name].shape)}"
+                       for name in shared)
+    return f"{wanted}; the features they share are not 4-D maps ({shapes})"
 
 
 def resize(maps: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
