@@ -8,8 +8,9 @@ and does not count, and the study ends with exactly ``trials`` finished trials. 
 is TPE, seeded with the block's seed plus the number of trials already in the study (a
 reseeded sampler would otherwise replay its first draws after a restart).
 
-A median pruner stops a trial whose validation curve falls below the median of the trials
-before it at the same epoch (after the first four, and the first epoch); a pruned trial counts
+TPE starts from a third of the budget drawn at random (``startup_trials``). A median pruner
+stops a trial whose validation curve falls below the median of the trials before it at the
+same epoch (after the first four, from half its epochs: ``warmup``); a pruned trial counts
 towards the budget, as it spent its share. Every trial is an MLflow run (role 'trial') in the
 suite's tuning experiment, ``<suite>-tune``, under one parent run per study, so no trial can
 reach a leaderboard. Teachers are trained by
@@ -35,7 +36,22 @@ RECIPE = "recipe."
 PRUNE_AFTER = 4
 """Trials that run to the end before the median pruner may stop one: its median needs a few curves."""
 WARMUP = 2
-"""The first epoch the pruner may stop a trial at (epochs count from 1): never on one point alone."""
+"""The earliest epoch the pruner may stop a trial at (epochs count from 1): never on one point alone."""
+PROTOCOL = ("TPE after max(3, budget // 3) random trials (the defaults among them); median pruner after "
+            f"{PRUNE_AFTER} full trials, from half the epochs")
+"""The search's rules, part of every study's identity: a study made under other rules is another study."""
+
+
+def startup_trials(budget: int) -> int:
+    """Random draws before TPE models anything. Optuna's default, 10, would make a budget of 10 or
+    fewer pure random search; a third keeps most of a small budget for the model."""
+    return max(3, budget // 3)
+
+
+def warmup(epochs: int) -> int:
+    """The first epoch a trial of ``epochs`` may be pruned at: half-way, because a low learning rate
+    starts slowly and a curve's first epochs rank configurations by speed, not by where they end."""
+    return max(WARMUP, epochs // 2)
 COUNTED = "kdbench_counted"
 """A trial's user attribute: it ran to an outcome (finished, or failed by itself) and counts towards the budget."""
 
@@ -68,7 +84,8 @@ def study_of(suite: Suite, combination: Combination) -> Study:
     defaults = {**{k: combination.params[k] for k in space if not k.startswith(RECIPE)},
                 **{k: getattr(combination.recipe, k[len(RECIPE):]) for k in space if k.startswith(RECIPE)}}
     identity = {**_seedless(combination.config), "tune": {
-        "space": {k: v.describe() for k, v in sorted(space.items())}, "epochs": block.epochs, "seed": block.seed}}
+        "space": {k: v.describe() for k, v in sorted(space.items())}, "epochs": block.epochs, "seed": block.seed,
+        "protocol": PROTOCOL}}
     return Study(f"{suite.name}-{config_hash(identity)[:16]}", combination, space, defaults,
                  combination.task.higher_is_better)
 
@@ -118,7 +135,7 @@ def load_study(study: Study, storage: str, create: bool = True) -> Any:
         except KeyError:
             return None
     return optuna.create_study(study_name=study.name, storage=storage, direction=direction, load_if_exists=True,
-                               pruner=_pruner())
+                               pruner=_pruner(study.combination.recipe.epochs))
 
 
 def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -165,14 +182,16 @@ def run_trial(runner: Runner, combination: Combination, spec: TrialSpec) -> Outc
     import optuna
 
     key = f"val_{combination.task.primary_metric}"
-    trial = optuna.trial.Trial(optuna.load_study(study_name=spec.study, storage=spec.storage, pruner=_pruner()),
-                               spec.trial_id)
+    first = warmup(combination.recipe.epochs)
+    trial = optuna.trial.Trial(
+        optuna.load_study(study_name=spec.study, storage=spec.storage, pruner=_pruner(combination.recipe.epochs)),
+        spec.trial_id)
 
     def watch(epoch: int, metrics: dict[str, float]) -> None:
         if key in metrics:
             trial.report(metrics[key], epoch)
             # asking the pruner reads every trial's curve: only where its answer can be yes
-            if spec.may_prune and epoch >= WARMUP and trial.should_prune():
+            if spec.may_prune and epoch >= first and trial.should_prune():
                 raise Stopped(f"pruned at epoch {epoch}: {key} {metrics[key]:.4g} is below the median of the "
                               "trials before it at that epoch")
 
@@ -224,7 +243,8 @@ class Tuning:
         # reseeded by the trials so far: a restarted sampler must not replay its first draws; the constant
         # liar keeps trials asked while others still run from landing on the same point
         optuna_study.sampler = optuna.samplers.TPESampler(
-            seed=self.seed + len(optuna_study.get_trials(deepcopy=False)), constant_liar=True)
+            seed=self.seed + len(optuna_study.get_trials(deepcopy=False)), constant_liar=True,
+            n_startup_trials=startup_trials(self.budget(study)))
         trial = optuna_study.ask()
         values = draw(study.space, trial)
         self.asked[trial._trial_id] = trial  # Optuna's storage id: the one handle a worker can rebuild it from
@@ -265,10 +285,11 @@ def tune(tuning: Tuning, runner: Runner) -> None:
             tuning.tell(spec, outcome)
 
 
-def _pruner() -> Any:
+def _pruner(epochs: int) -> Any:
     import optuna
 
-    return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=WARMUP)
+    # a trial reports epoch e as step e: Optuna's first prunable step is n_warmup_steps itself
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER, n_warmup_steps=warmup(epochs))
 
 
 def _parent_run(tracker: Tracker, study: Study) -> str:
@@ -293,7 +314,8 @@ def best(study: Study, storage: str) -> tuple[dict[str, Any], dict[str, Any]]:
     default = next((t for t in complete if t.user_attrs.get("defaults")), None)
     values = {k: chosen.params[k] for k in study.space}
     return values, {
-        "study": study.name, "trials": len(counted(optuna_study)), "sampler": "TPE", "split": "val",
+        "study": study.name, "trials": len(counted(optuna_study)), "split": "val",
+        "sampler": f"TPE after {startup_trials(len(counted(optuna_study)))} random", "protocol": PROTOCOL,
         "space": canonical_json({k: v.describe() for k, v in sorted(study.space.items())}),
         "val": chosen.value, "val_defaults": None if default is None else default.value,
     }

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, write_suite
@@ -66,7 +67,7 @@ def test_tuned_runs_carry_the_chosen_values_in_params_and_key_and_stay_apart_fro
     assert cli("run", suite, "--plugin", PLUGIN)[0] == 0
     code, out, err = cli("run", suite, "--plugin", PLUGIN, "--tuned")
     assert code == 0, out + err
-    assert "tuned: 6 trials per method on val, TPE; bowl: x [-2, 2], y [-2, 2]" in " ".join(out.split())
+    assert "tuned: 6 trials per method on val, TPE after 3 random; bowl: x [-2, 2], y [-2, 2]" in " ".join(out.split())
     studies = {t[0].value: t for t in optuna_trials(isolated).values()}
     client = MlflowClient(tracking_uri=f"sqlite:///{isolated / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("bowls").experiment_id])
@@ -86,16 +87,18 @@ def test_tuned_runs_carry_the_chosen_values_in_params_and_key_and_stay_apart_fro
     assert code == 0 and "defaults: not tuned" in out and "tuning Δval" not in out
 
 
-def test_the_median_pruner_stops_trials_behind_the_median_and_they_count_towards_the_budget(cli, isolated: Path):
-    suite = write_suite(isolated / "pruned.yaml", """
+@pytest.mark.parametrize(("epochs", "first"), [(3, 2), (6, 3)])  # never at epoch 1; else from half-way
+def test_the_median_pruner_stops_trials_behind_the_median_and_they_count_towards_the_budget(
+        cli, isolated: Path, epochs: int, first: int):
+    suite = write_suite(isolated / "pruned.yaml", f"""
 name: pruned
 tasks: [bowl]
 pairs:
-  - {student: carrier}
+  - {{student: carrier}}
 methods: [bowl-epochs]
 recipe:
-  student: {epochs: 3}
-tune: {trials: 8}
+  student: {{epochs: {epochs}}}
+tune: {{trials: 8}}
 """)
     code, out, err = cli("tune", suite, "--plugin", PLUGIN)
     assert code == 0, out + err
@@ -104,13 +107,14 @@ tune: {trials: 8}
     assert len(states) == 8 and set(states) == {"COMPLETE", "PRUNED"} and "PRUNED" not in states[:4]
     best = max(t.value for t in trials if t.state.name == "COMPLETE")
     for trial in trials:
-        if trial.state.name == "PRUNED":  # stopped at epoch 2, behind the median of the trials before it
-            assert max(trial.intermediate_values) == 2 and trial.intermediate_values[2] < best
+        if trial.state.name == "PRUNED":  # stopped at its first prunable epoch, behind the median before it
+            assert max(trial.intermediate_values) == first and trial.intermediate_values[first] < best
     client = MlflowClient(tracking_uri=f"sqlite:///{isolated / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("pruned-tune").experiment_id], max_results=100)
     pruned = [r for r in runs if "kdbench.pruned" in r.data.tags]
     assert len(pruned) == states.count("PRUNED") and all(r.info.status == "FINISHED" for r in pruned)
-    assert all([m.step for m in client.get_metric_history(r.info.run_id, "val_score")] == [1, 2] for r in pruned)
+    assert all([m.step for m in client.get_metric_history(r.info.run_id, "val_score")] == list(range(1, first + 1))
+               for r in pruned)
 
 
 def test_a_tune_killed_between_trials_then_mid_trial_resumes_to_exactly_the_budget(isolated: Path):
