@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from kdbench.errors import Stopped, UserError
@@ -123,6 +124,15 @@ def storage_url(tracking_uri: str) -> str:
     return f"sqlite:///{database.resolve().parent / 'optuna.db'}"
 
 
+@cache
+def rdb(url: str) -> Any:
+    """One Optuna storage per URL and process: opening one (an engine, a schema check) costs more than
+    a short trial's bookkeeping, and every trial of a process reads and writes through the same."""
+    import optuna
+
+    return optuna.storages.RDBStorage(url)
+
+
 def load_study(study: Study, storage: str, create: bool = True) -> Any:
     """The Optuna study, created when absent (``create``) — else ``None`` when it was never run."""
     import optuna
@@ -131,10 +141,10 @@ def load_study(study: Study, storage: str, create: bool = True) -> Any:
     direction = "maximize" if study.higher_is_better else "minimize"
     if not create:
         try:
-            return optuna.load_study(study_name=study.name, storage=storage)
+            return optuna.load_study(study_name=study.name, storage=rdb(storage))
         except KeyError:
             return None
-    return optuna.create_study(study_name=study.name, storage=storage, direction=direction, load_if_exists=True,
+    return optuna.create_study(study_name=study.name, storage=rdb(storage), direction=direction, load_if_exists=True,
                                pruner=_pruner(study.combination.recipe.epochs))
 
 
@@ -184,11 +194,11 @@ def run_trial(runner: Runner, combination: Combination, spec: TrialSpec) -> Outc
     key = f"val_{combination.task.primary_metric}"
     first = warmup(combination.recipe.epochs)
     trial = optuna.trial.Trial(
-        optuna.load_study(study_name=spec.study, storage=spec.storage, pruner=_pruner(combination.recipe.epochs)),
+        optuna.load_study(study_name=spec.study, storage=rdb(spec.storage), pruner=_pruner(combination.recipe.epochs)),
         spec.trial_id)
 
     def watch(epoch: int, metrics: dict[str, float]) -> None:
-        if key in metrics:
+        if key in metrics and epoch >= first:  # the pruner never compares earlier epochs: not worth a write
             trial.report(metrics[key], epoch)
             # asking the pruner reads every trial's curve: only where its answer can be yes
             if spec.may_prune and epoch >= first and trial.should_prune():
