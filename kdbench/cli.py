@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--allow-dirty", action="store_true",
                          help="publish suites whose runs were made from uncommitted code (refused otherwise); "
                               "their pages say so")
+    publish.add_argument("--tuned", action="store_true",
+                         help="the pages show the runs at tuned values, the untuned ones as a second table")
     publish.set_defaults(handler=_publish)
 
     data = sub.add_parser("data", help="dataset files")
@@ -332,16 +334,20 @@ def _publish(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     suites = [load_suite(resolve_suite(name), registry) for name in args.suites]
-    boards = [(suite, *read(suite, args.tracking_uri, registry.kinds.entries, registry.manager.hook))
+    boards = [(suite, *read(suite, args.tracking_uri, registry.kinds.entries, registry.manager.hook, args.tuned))
               for suite in suites]
-    check_clean([board for _, board, _ in boards], args.allow_dirty)  # before any suite is written
+    defaults = {suite.name: read(suite, args.tracking_uri, registry.kinds.entries, registry.manager.hook)[0]
+                for suite in suites} if args.tuned else {}
+    # before any suite is written
+    check_clean([board for _, board, _ in boards] + list(defaults.values()), args.allow_dirty)
     stamp = Stamp.now(args.argv)
     known = {name: task.modality for name, task in registry.tasks.entries.items()}
     for suite, board, tracker in boards:
         folder = args.out / suite.name
         written = publish_suite(board, folder, stamp, tracker.history, suite.description, tracker.pictures,
                                 registry.manager.hook, allow_dirty=args.allow_dirty,
-                                modalities={**known, **task_modalities(tracker.runs())})
+                                modalities={**known, **task_modalities(tracker.runs())},
+                                defaults=defaults.get(suite.name))
         print(f"{suite.name}: {len(written)} files in {folder}")
     listed, skipped = write_index(args.out, stamp, known)
     for path in skipped:

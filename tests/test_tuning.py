@@ -85,6 +85,25 @@ def test_tuned_runs_carry_the_chosen_values_in_params_and_key_and_stay_apart_fro
         assert run.data.params["tuning.trials"] == "6" and run.data.params["tuning.split"] == "val"
     code, out, _ = cli("leaderboard", suite, "--plugin", PLUGIN)
     assert code == 0 and "defaults: not tuned" in out and "tuning Δval" not in out
+    # published tuned: the page's table is the tuned runs', the untuned runs' its second table, never mixed
+    # (--allow-dirty: these runs come from the working tree under test)
+    code, _, err = cli("publish", suite, "--plugin", PLUGIN, "--tuned", "--allow-dirty", "--out", isolated / "out")
+    assert code == 0, err
+    page = json.loads((isolated / "out" / "bowls" / "leaderboard.json").read_text())
+    assert page["protocol"].startswith("tuned: 6 trials") and page["defaults"]["protocol"] == "defaults: not tuned"
+
+    def means(rows: list, group: list) -> dict[str, float]:
+        found = {}
+        for method in ("bowl", "bowl-far"):
+            values = [r.data.metrics["test_score"] for r in group if r.data.tags["kdbench.method"] == method]
+            found[method] = sum(values) / len(values)
+        assert {r["method"]: r["mean"] for r in rows} == pytest.approx(found)
+        return found
+
+    assert means(page["rows"], tuned) != means(page["defaults"]["rows"], untuned)
+    markdown = (isolated / "out" / "bowls" / "leaderboard.md").read_text()
+    assert "## defaults: not tuned (the same suite at the methods' defaults)" in markdown
+    assert 'id="leaderboard-defaults"' in (isolated / "out" / "bowls" / "leaderboard.html").read_text()
 
 
 @pytest.mark.parametrize(("epochs", "first"), [(3, 2), (6, 3)])  # never at epoch 1; else from half-way

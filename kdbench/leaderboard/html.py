@@ -155,8 +155,9 @@ def _row_classes(rows: pd.DataFrame) -> list[str]:
 
 
 def render(board: Board, stamp: str, description: str = "",
-           images: Sequence[tuple[str, bytes]] = ()) -> str:
-    """The suite's page; ``images`` are (caption, PNG bytes) pairs, inlined as data URIs."""
+           images: Sequence[tuple[str, bytes]] = (), defaults: Board | None = None) -> str:
+    """The suite's page; ``images`` are (caption, PNG bytes) pairs, inlined as data URIs;
+    ``defaults``: on a tuned page, the same suite's untuned board, shown as a second table."""
     shown = columns(board)
     rule = checkpoint_rule(board)
     parts = [
@@ -172,6 +173,14 @@ def render(board: Board, stamp: str, description: str = "",
               _row_classes(board.rows), caption=f"{board.suite} — checkpoint: {rule}"),
         '<ul class="notes">' + "".join(f"<li>{escape(n)}</li>" for n in footnotes(board)) + "</ul>",
     ]
+    if defaults is not None:
+        second = columns(defaults)
+        parts += [f"<h2>{escape(defaults.protocol)} (the same suite at the methods' defaults)</h2>",
+                  table("leaderboard-defaults", [c.header for c in second],
+                        [[c.cell(row) for c in second] for _, row in defaults.rows.iterrows()],
+                        [c.numeric for c in second],
+                        [[row[c.key] for c in second] for _, row in defaults.rows.iterrows()],
+                        _row_classes(defaults.rows))]
     if not board.failures.empty:
         parts += ["<h2>Runs that did not finish</h2>",
                   table("failures", FAILURE_HEADERS, failure_rows(board),

@@ -48,11 +48,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
 
 
 def render(board: Board, stamp: str, description: str = "",
-           plots: Sequence[tuple[str, str]] = ()) -> str:
+           plots: Sequence[tuple[str, str]] = (), defaults: Board | None = None) -> str:
     """The suite's page: header and stamp (and any under-trained baseline), the table, footnotes,
     failures, cross-task, plots.
 
     ``plots`` are (caption, relative path) pairs, linked so the page renders on GitHub.
+    ``defaults``: on a tuned page, the same suite's untuned board, shown as a second table.
     """
     shown = columns(board)
     parts = [
@@ -65,6 +66,12 @@ def render(board: Board, stamp: str, description: str = "",
               [c.numeric for c in shown]),
         "\n".join(f"- {escape(note)}" for note in footnotes(board)),
     ]
+    if defaults is not None:
+        shown_defaults = columns(defaults)
+        parts += [f"## {escape(defaults.protocol)} (the same suite at the methods' defaults)",
+                  table([c.header for c in shown_defaults],
+                        [[c.cell(row) for c in shown_defaults] for _, row in defaults.rows.iterrows()],
+                        [c.numeric for c in shown_defaults])]
     if not board.failures.empty:
         parts += ["## Runs that did not finish", table(FAILURE_HEADERS, failure_rows(board))]
     if not board.cross_task.empty:

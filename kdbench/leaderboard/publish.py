@@ -134,7 +134,7 @@ def command_line(argv: Sequence[str], root: Path | None = None) -> str:
 def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
                   description: str = "", pictures: Fetch | None = None,
                   hook: pluggy.HookRelay | None = None, allow_dirty: bool = False,
-                  modalities: Mapping[str, str] | None = None) -> list[Path]:
+                  modalities: Mapping[str, str] | None = None, defaults: Board | None = None) -> list[Path]:
     """Write the suite's files into ``folder``; returns the paths written.
 
     ``pictures`` fetches a run's pictures (``Tracker.pictures``); each row's first run's are shown.
@@ -142,8 +142,10 @@ def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
     ``allow_dirty``: publish runs made from uncommitted code (refused otherwise), saying so in the stamp.
     ``modalities``: each task's modality (``task_modalities``), kept in the JSON for the index's
     cross-modality board.
+    ``defaults``: when ``board`` is the tuned one, the untuned board of the same runs' suite: the page's
+    second table, and the JSON's ``defaults`` (its protocol and rows), so the two never mix in one table.
     """
-    check_clean([board], allow_dirty)
+    check_clean([board] + ([defaults] if defaults is not None else []), allow_dirty)
     stamp = replace(stamp, dirty_runs=tuple(dirty_commits(board)))
     folder.mkdir(parents=True, exist_ok=True)
     for old in _previous_plots(folder):
@@ -167,11 +169,14 @@ def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
         "cross_task": _records(board.cross_task),
         "notes": [note for note in (stamp.note(),) if note] + footnotes(board),
         "plots": [{"caption": caption, "file": name} for caption, name in plots],
+        "protocol": board.protocol,
     }
+    if defaults is not None:
+        record["defaults"] = {"protocol": defaults.protocol, "rows": _records(rows_frame(defaults))}
     _write(folder / "leaderboard.json", json.dumps(record, indent=1, default=_plain) + "\n")
-    _write(folder / "leaderboard.md", markdown.render(board, stamp.line(), description, plots))
+    _write(folder / "leaderboard.md", markdown.render(board, stamp.line(), description, plots, defaults))
     images = [(caption, (folder / name).read_bytes()) for caption, name in plots]
-    _write(folder / "leaderboard.html", html.render(board, stamp.line(), description, images))
+    _write(folder / "leaderboard.html", html.render(board, stamp.line(), description, images, defaults))
     return [folder / name for name in FILES] + [folder / name for _, name in plots]
 
 
