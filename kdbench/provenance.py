@@ -21,16 +21,22 @@ def checkout_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+PUBLISHED = "results"
+"""The checkout's folder of published leaderboards."""
+
+
 @cache
 def git_commit() -> str:
-    """The commit of the kdbench checkout, with '-dirty' when it has uncommitted changes."""
+    """The commit of the kdbench checkout, with '-dirty' when it has uncommitted changes — outside
+    ``results/``, which holds what ``publish`` writes: a page published is output, not changed code."""
     root = checkout_root()
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){PUBLISHED}"],
+            cwd=root, capture_output=True, text=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
