@@ -41,6 +41,8 @@ WARMUP = 2
 PROTOCOL = ("TPE after max(3, budget // 3) random trials (the defaults among them); median pruner after "
             f"{PRUNE_AFTER} full trials, from half the epochs")
 """The search's rules, part of every study's identity: a study made under other rules is another study."""
+COUNTED = "kdbench_counted"
+"""A trial's user attribute: it ran to an outcome (finished, or failed by itself) and counts towards the budget."""
 
 
 def startup_trials(budget: int) -> int:
@@ -53,8 +55,6 @@ def warmup(epochs: int) -> int:
     """The first epoch a trial of ``epochs`` may be pruned at: half-way, because a low learning rate
     starts slowly and a curve's first epochs rank configurations by speed, not by where they end."""
     return max(WARMUP, epochs // 2)
-COUNTED = "kdbench_counted"
-"""A trial's user attribute: it ran to an outcome (finished, or failed by itself) and counts towards the budget."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def run_trial(runner: Runner, combination: Combination, spec: TrialSpec) -> Outc
         if key in metrics and epoch >= first:  # the pruner never compares earlier epochs: not worth a write
             trial.report(metrics[key], epoch)
             # asking the pruner reads every trial's curve: only where its answer can be yes
-            if spec.may_prune and epoch >= first and trial.should_prune():
+            if spec.may_prune and trial.should_prune():
                 raise Stopped(f"pruned at epoch {epoch}: {key} {metrics[key]:.4g} is below the median of the "
                               "trials before it at that epoch")
 
@@ -323,9 +323,10 @@ def best(study: Study, storage: str) -> tuple[dict[str, Any], dict[str, Any]]:
     chosen = max(complete, key=lambda t: sign * t.value)
     default = next((t for t in complete if t.user_attrs.get("defaults")), None)
     values = {k: chosen.params[k] for k in study.space}
+    trials = len(counted(optuna_study))
     return values, {
-        "study": study.name, "trials": len(counted(optuna_study)), "split": "val",
-        "sampler": f"TPE after {startup_trials(len(counted(optuna_study)))} random", "protocol": PROTOCOL,
+        "study": study.name, "trials": trials, "split": "val",
+        "sampler": f"TPE after {startup_trials(trials)} random", "protocol": PROTOCOL,
         "space": canonical_json({k: v.describe() for k, v in sorted(study.space.items())}),
         "val": chosen.value, "val_defaults": None if default is None else default.value,
     }
