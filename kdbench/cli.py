@@ -9,11 +9,17 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from kdbench.errors import UserError
+from kdbench.errors import SuiteError, UserError
+
+if TYPE_CHECKING:
+    from kdbench.plan import Combination
+    from kdbench.registry import Registry
+    from kdbench.suite import Suite
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,12 +150,22 @@ def _registry(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to ke
     return registry
 
 
+def _expand(path: Path, suite: Suite, registry: Registry) -> list[Combination]:
+    """The suite's combinations, built before any store is opened; a suite its tasks cannot honour
+    (a recipe they cannot follow) is reported against its file, like any other suite error."""
+    from kdbench.plan import expand, task_instances
+
+    try:
+        return expand(suite, registry, task_instances(suite, registry))
+    except SuiteError as error:
+        raise SuiteError(f"{path}: {error}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     from kdbench.console import WIDTH, RichProgress, summary_table
     from kdbench.data_root import cache_dir
     from kdbench.leaderboard.board import load_board
     from kdbench.leaderboard.store import protocol, protocol_runs
-    from kdbench.plan import expand, task_instances
     from kdbench.runner import Runner
     from kdbench.suite import load_suite
     from kdbench.teacher_cache import TeacherCache
@@ -160,8 +176,8 @@ def _run(args: argparse.Namespace) -> int:
     registry = _registry(args)
     path = resolve_suite(args.suite)
     suite = load_suite(path, registry)
+    combinations = _expand(path, suite, registry)
     tracker = Tracker(args.tracking_uri, suite.name)
-    combinations = expand(suite, registry, task_instances(suite, registry))
     storage = None
     if args.tuned:
         from kdbench.tuning import storage_url, tuned
@@ -216,7 +232,6 @@ def _max_parallel(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     from kdbench.console import RichProgress
     from kdbench.data_root import cache_dir
-    from kdbench.plan import expand, task_instances
     from kdbench.runner import Runner
     from kdbench.suite import load_suite
     from kdbench.teacher_cache import TeacherCache
@@ -230,9 +245,10 @@ def _tune(args: argparse.Namespace) -> int:
     trials = args.trials if args.trials is not None else suite.tune.trials
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
+    combinations = _expand(path, suite, registry)
     tracker = Tracker(args.tracking_uri, suite.name)
     storage = args.storage or storage_url(tracker.uri)
-    chosen = studies(suite, expand(suite, registry, task_instances(suite, registry)))
+    chosen = studies(suite, combinations)
     teachers = list({t.key: t for study in chosen for t in study.combination.teachers}.values())
     cache = TeacherCache(cache_dir())
     console = Console(width=max(Console().width, 140))

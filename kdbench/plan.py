@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kdbench.errors import IncompatibleCombination
+from kdbench.errors import IncompatibleCombination, SuiteError
 from kdbench.hashing import canonical_json, config_hash
 from kdbench.method import Method
 from kdbench.model import ModelSpec
@@ -149,7 +149,15 @@ def _task_id(entry: TaskEntry, options: dict[str, Any]) -> str:
 
 
 def _recipe(point: _Point, spec: ModelSpec, role: str) -> Recipe:
-    return point.task.recipe(role).updated(spec.recipe).updated(point.suite.recipe_overrides(point.case, role))
+    recipe = point.task.recipe(role).updated(spec.recipe).updated(point.suite.recipe_overrides(point.case, role))
+    if recipe.train_examples is not None:
+        where = f"recipe.{role}.train_examples"
+        if not point.task.trains_on_subsets:
+            raise SuiteError(f"{where}: task '{point.spec.name}' cannot train on a subset of its examples")
+        if recipe.train_examples > point.task.num_train:
+            raise SuiteError(f"{where}: {recipe.train_examples} is more than task '{point.spec.name}''s "
+                             f"{point.task.num_train} training examples")
+    return recipe
 
 
 def _teacher(point: _Point, model: ModelSpec) -> Combination:

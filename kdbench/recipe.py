@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class Recipe(BaseModel):
@@ -24,6 +24,18 @@ class Recipe(BaseModel):
     schedule: Literal["constant", "cosine"] = "cosine"
     augment: str | None = None
     """A task-defined augmentation name (e.g. ``jitter2``); ``None`` keeps inputs deterministic."""
+    train_examples: int | None = Field(default=None, gt=0)
+    """Train on only this many training examples: a fixed class-stratified subset the task draws once,
+    the same for every method and seed (the few-labels setting of Hinton et al. 2015, where soft
+    targets matter most); evaluation still covers every split in full. ``None``: all of them."""
+
+    @model_serializer(mode="wrap")
+    def _serialise(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Unset, the field is left out, so the run keys of recipes that never set it stay as they were.
+        data = handler(self)
+        if data.get("train_examples") is None:
+            data.pop("train_examples", None)
+        return data
 
     def updated(self, overrides: dict[str, Any]) -> Recipe:
         """A copy with ``overrides`` applied and validated."""

@@ -374,15 +374,19 @@ def _check_paper(suite: Suite, fail: Any) -> None:
                 fail(f"paper[{a}].{key}", unknown_name_message("method of this suite", name, methods))
 
 
+UNSEARCHED = {"epochs", "augment", "train_examples"}
+"""Recipe fields that define the protocol (its budget, its data), so no study may move them."""
+
+
 def _check_tune(suite: Suite, registry: Registry, fail: Any) -> None:
     """Every searched recipe field and parameter exists, and every end of every range is a value its
     owner accepts — the method's ``validate_params`` or the recipe's own bounds — before a trial runs."""
     from kdbench.search_space import method_space, parse
 
     for name, value in suite.tune.recipe.items():
-        if name not in Recipe.model_fields or name in ("epochs", "augment"):
+        if name not in Recipe.model_fields or name in UNSEARCHED:
             fail(f"tune.recipe.{name}", unknown_name_message("searchable recipe field", name,
-                                                             set(Recipe.model_fields) - {"epochs", "augment"}))
+                                                             set(Recipe.model_fields) - UNSEARCHED))
         try:
             distribution = parse(value)
         except ValueError as error:

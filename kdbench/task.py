@@ -33,6 +33,9 @@ class Task(ABC):
     higher_is_better: ClassVar[bool] = True
     inputs: ClassVar[dict[str, str]] = {"teacher": "x", "student": "x"}
     """Which batch entry each role's model reads."""
+    trains_on_subsets: ClassVar[bool] = False
+    """Whether ``batches`` honours ``recipe.train_examples``; a suite asking it of a task that does
+    not is refused before anything runs."""
 
     def __init__(self) -> None:
         self.info: dict[str, Any] = {}
@@ -51,8 +54,9 @@ class Task(ABC):
     def batches(self, split: str, recipe: Recipe | None, generator: torch.Generator) -> Iterator[Batch]:
         """Batches of ``split`` ('train', 'val', 'test').
 
-        For 'train' the order is shuffled with ``generator`` and ``recipe.augment`` is
-        applied; other splits come in a fixed order, unaugmented.
+        For 'train' the order is shuffled with ``generator``, ``recipe.augment`` is applied and
+        (where ``trains_on_subsets``) only ``recipe.train_examples`` of the samples are drawn;
+        other splits come in a fixed order, unaugmented.
         """
 
     @abstractmethod

@@ -25,6 +25,7 @@ class ClassificationTask(Task):
     kind = "classification"
     primary_metric = "accuracy"
     higher_is_better = True
+    trains_on_subsets = True
 
     def __init__(
         self,
@@ -54,13 +55,18 @@ class ClassificationTask(Task):
         self, split: str, recipe: Recipe | None, generator: torch.Generator | None
     ) -> Iterator[Batch]:
         x, y = self.splits[split]
-        size = recipe.batch_size if recipe is not None and generator is not None else EVAL_BATCH
-        order = torch.randperm(len(y), generator=generator) if generator is not None else None
+        training = recipe is not None and generator is not None
+        size = recipe.batch_size if training else EVAL_BATCH
+        positions = torch.arange(len(y))
+        if training and split == "train" and recipe.train_examples is not None:
+            positions = stratified_subset(y, recipe.train_examples)
+        if generator is not None:
+            positions = positions[torch.randperm(len(positions), generator=generator)]
         augment = None
-        if recipe is not None and recipe.augment is not None and generator is not None:
+        if training and recipe.augment is not None:
             augment = self.augmentations[recipe.augment]
-        for start in range(0, len(y), size):
-            index = order[start : start + size] if order is not None else torch.arange(start, min(start + size, len(y)))
+        for start in range(0, len(positions), size):
+            index = positions[start : start + size]
             inputs = x[index]
             if augment is not None:
                 inputs = augment(inputs, generator)
@@ -124,3 +130,21 @@ def stratified_split(labels: torch.Tensor, fractions: dict[str, float], seed: in
             parts[name].append(members[start:stop])
             start = stop
     return {name: torch.cat(chunks).sort().values for name, chunks in parts.items()}
+
+
+def stratified_subset(labels: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
+    """``count`` sample positions with the classes in proportion, the same for a given seed.
+
+    Each class is shuffled and its members ranked by their place in it, as a fraction of the
+    class's size; the ``count`` lowest ranks are taken, so every prefix of the ranking is as
+    stratified as whole samples allow and the total is exactly ``count``.
+    """
+    if not 0 < count <= len(labels):
+        raise ValueError(f"cannot draw {count} of {len(labels)} training examples")
+    generator = torch.Generator().manual_seed(seed)
+    rank = torch.empty(len(labels))
+    for cls in labels.unique():
+        members = (labels == cls).nonzero().flatten()
+        shuffled = members[torch.randperm(len(members), generator=generator)]
+        rank[shuffled] = (torch.arange(len(members)) + 0.5) / len(members)
+    return torch.sort(rank, stable=True).indices[:count].sort().values
