@@ -235,7 +235,7 @@ def _tune(args: argparse.Namespace) -> int:
     from kdbench.runner import Runner
     from kdbench.suite import load_suite
     from kdbench.teacher_cache import TeacherCache
-    from kdbench.tracking import Tracker
+    from kdbench.tracking import Tracker, trials_experiment
     from kdbench.tuning import Tuning, best, storage_url, studies, tune
 
     max_parallel = _max_parallel(args)
@@ -269,7 +269,7 @@ def _tune(args: argparse.Namespace) -> int:
             for outcome in failed:
                 console.print(f"FAILED {outcome.combination.label}: {outcome.error}", markup=False, highlight=False)
             return 1
-        trial_runner = Runner(registry, Tracker(tracker.uri, f"{suite.name}-tune"), cache, progress=progress)
+        trial_runner = Runner(registry, Tracker(tracker.uri, trials_experiment(suite.name)), cache, progress=progress)
         tuning = Tuning(chosen, storage, trials, suite.tune.seed, suite.tune.epochs, trial_runner.tracker)
         if parallel:
             from kdbench.executors import trial_scheduler

@@ -86,6 +86,7 @@ def summary_table(board: Board) -> Group:
     """
     shown = columns(board, terminal=True)
     parts: list[Table | Text] = [Text(title(board), style="bold")]
+    parts += [Text(board.wall_time)] if board.wall_time else []
     parts += [Text(note, style="bold yellow") for note in under_trained(board)]
     for rows in board.groups():
         first = rows.iloc[0]

@@ -44,6 +44,12 @@ class RunRecord:
     end_time: int | None
 
 
+def trials_experiment(suite: str) -> str:
+    """The experiment a suite's tuning trials are logged to: beside the suite's own, never in it, so
+    no trial is ever read as one of its runs."""
+    return f"{suite}-tune"
+
+
 class Tracker:
     """A thin, explicit layer over ``MlflowClient`` (no fluent global state)."""
 

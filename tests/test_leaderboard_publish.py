@@ -79,6 +79,9 @@ def test_publish_writes_every_file_and_they_agree(cli, suite: Path, store: str, 
     for text in (md, page, (out / "README.md").read_text(), (out / "index.html").read_text()):
         assert stamp["date"] in text and git_commit() in text
     assert "checkpoint: final epoch" in md and "Checkpoint: final epoch" in page
+    assert record["wall_time"].startswith("wall time ") and "runs at defaults" in record["wall_time"]
+    for text in (md, page, (out / "README.md").read_text(), (out / "index.html").read_text()):
+        assert record["wall_time"] in text.replace("&#x27;", "'")
 
     kd = next(r for r in record["rows"] if r["task"] == "toy" and r["method"] == "kd")
     assert (kd["paper"], kd["gap_closed"]) == (0.9, pytest.approx(0.5))
@@ -285,7 +288,7 @@ def test_the_index_stamps_each_suite_with_its_own_commits_and_command(cli, isola
 
     rows = {row[0]: row for row in table_rows((out / "index.html").read_text(), "suites")}
     assert sorted(rows) == ["alpha", "beta"]
-    # columns: suite, description, checkpoint, rows, best, published, commit, files
+    # columns: suite, description, checkpoint, rows, best, published, commit, wall time, files
     assert rows["alpha"][6] == "runs: aaaa1111"
     assert rows["beta"][6] == "runs: bbbb2222, cccc3333"
     for suite, stamp, other in (("alpha", first, second), ("beta", second, first)):
@@ -298,3 +301,24 @@ def test_the_index_stamps_each_suite_with_its_own_commits_and_command(cli, isola
     assert first["command"].replace("|", "\\|") in readme["alpha"]
     assert second["command"].replace("|", "\\|") in readme["beta"]
     assert "index rebuilt" in (out / "README.md").read_text()
+
+
+def test_wall_time_counts_time_with_a_run_going_once_per_part():
+    from kdbench.leaderboard.store import busy_seconds, duration, wall_time
+    from kdbench.tracking import RunRecord
+
+    def run(start_s: float, end_s: float | None, **tags: str) -> RunRecord:
+        return RunRecord(f"r{start_s}", "FINISHED", tags, {}, {}, int(start_s * 1000),
+                         None if end_s is None else int(end_s * 1000))
+
+    # two overlapping runs (0-10 s, 5-20 s), a gap, one more (30-40 s), one never ended: 20 + 10 s
+    untuned = [run(0, 10, **{"kdbench.role": "teacher"}), run(5, 20), run(30, 40), run(50, None)]
+    assert busy_seconds(untuned) == 30
+    chosen = [run(4000, 4090, **{"kdbench.tuned": "1"})]  # 90 s, hours after the others: the gap is not counted
+    trials = [run(1000, 1600, **{"kdbench.role": "study"}), run(1000, 1300, **{"kdbench.role": "trial"}),
+              run(1300, 1600, **{"kdbench.role": "trial"})]
+    assert wall_time(untuned + chosen, [], tuned=False).startswith("wall time 30 s: runs at defaults 30 s (4 runs)")
+    assert wall_time(untuned + chosen, trials, tuned=True).startswith(
+        "wall time 12 min: runs at defaults 30 s (4 runs), tuning 10 min (2 trials), "
+        "runs at tuned values 2 min (1 runs)")
+    assert (duration(59), duration(3600 * 2 + 60 * 5 + 20)) == ("59 s", "2 h 05 min")

@@ -75,6 +75,9 @@ class Board:
     """The runs averaged into the rows, one per seed (what plugins' column and plot hooks see)."""
     protocol: str = "defaults: not tuned"
     """How the rows' hyper-parameters were chosen: one protocol per board, stated in its header."""
+    wall_time: str = ""
+    """How long the suite took to make, measured from its runs' own start and end times
+    (``store.wall_time``); empty when built from anything but a store."""
     verdicts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=VERDICT_FIELDS))
     """One line per (claimed paper anchor, row it fits): the verdict and the numbers behind it; an
     anchor that fits no row is a line too (untested), so a claim never silently drops out."""

@@ -164,6 +164,7 @@ def render(board: Board, stamp: str, description: str = "",
         f"<header><h1>{escape(board.suite)}</h1>",
         f'<p class="desc">{escape(description)}</p>' if description else "",
         f'<p class="stamp">{escape(stamp)}</p>',
+        f'<p class="stamp">{escape(board.wall_time)}</p>' if board.wall_time else "",
         f'<p class="checkpoint">Checkpoint: {escape(rule)}</p>',
         "".join(f'<p class="warning">{escape(note)}</p>' for note in under_trained(board)) + "</header>",
         table("leaderboard", [c.header for c in shown],
@@ -205,16 +206,16 @@ def _link(folder: str, name: str, text: str) -> Html:
 
 def index(entries: Sequence[dict[str, str]], stamp: str) -> str:
     """The page linking every published suite; ``entries`` are what ``publish`` indexes."""
-    headers = ["suite", "description", "checkpoint", "rows", "best per group", "published",
-               "commit", "files"]
+    headers = ["suite", "description", "checkpoint", "rows", "best per group", "published", "commit",
+               "wall time", "files"]
     rows = [
         [_link(e["suite"], "leaderboard.html", e["suite"]), e["description"], e["checkpoint"],
-         str(e["rows"]), e["best"], e["date"], e["commit"],
+         str(e["rows"]), e["best"], e["date"], e["commit"], e["wall_time"],
          Html(", ".join(_link(e["suite"], f"leaderboard.{x}", x) for x in ("md", "csv", "json")))]
         for e in entries
     ]
     sort_values = [[e["suite"], e["description"], e["checkpoint"], e["rows"], e["best"], e["date"],
-                    e["commit"], ""] for e in entries]
+                    e["commit"], e["wall_time"], ""] for e in entries]
     body = [
         "<header><h1>kdbench leaderboards</h1>",
         f'<p class="stamp">{escape(stamp)}</p></header>',

@@ -170,6 +170,7 @@ def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
         "notes": [note for note in (stamp.note(),) if note] + footnotes(board),
         "plots": [{"caption": caption, "file": name} for caption, name in plots],
         "protocol": board.protocol,
+        "wall_time": board.wall_time,
     }
     if defaults is not None:
         record["defaults"] = {"protocol": defaults.protocol, "rows": _records(rows_frame(defaults))}
@@ -274,6 +275,7 @@ def _entry(record: dict[str, Any], folder: str) -> dict[str, str]:
     return {
         "suite": folder, "description": str(record.get("description", "")),
         "checkpoint": str(record.get("checkpoint", "")), "rows": str(len(rows)),
+        "wall_time": str(record.get("wall_time") or "not recorded"),
         "best": "; ".join(best), "date": published + (f" · {note}" if note else ""),
         "commit": runs, "run_commits": ", ".join(commits) or "unknown",
         "published": str(stamp.get("date", "")), "publisher": by,
@@ -285,14 +287,15 @@ def _readme(entries: list[dict[str, str]], heading: str, board: pd.DataFrame) ->
     esc = markdown.escape
     lines = [
         "# kdbench leaderboards", "", esc(heading), "",
-        "| suite | description | checkpoint | rows | best per group | runs' commits | published | command |",
-        "|---|---|---|---:|---|---|---|---|",
+        "| suite | description | checkpoint | rows | best per group | wall time | runs' commits | published "
+        "| command |",
+        "|---|---|---|---:|---|---|---|---|---|",
     ]
     for e in entries:
         folder = quote(e["suite"])
         link = f"[{esc(e['suite'])}]({folder}/leaderboard.md) ([html]({folder}/leaderboard.html))"
         published = f"{e['published']} by {e['publisher']}" + (f" · {e['note']}" if e["note"] else "")
-        cells = [esc(e[k]) for k in ("description", "checkpoint", "rows", "best", "run_commits")]
+        cells = [esc(e[k]) for k in ("description", "checkpoint", "rows", "best", "wall_time", "run_commits")]
         lines.append("| " + " | ".join([link, *cells, esc(published), esc(f"$ {e['command']}")]) + " |")
     if not board.empty:
         headers, rows, right = _cross_modality_cells(board)

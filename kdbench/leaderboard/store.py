@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -18,7 +19,7 @@ from kdbench.errors import UserError
 from kdbench.kind import Kind
 from kdbench.leaderboard.board import Board, load_board
 from kdbench.suite import Suite
-from kdbench.tracking import RunRecord, Tracker, default_tracking_uri
+from kdbench.tracking import RunRecord, Tracker, default_tracking_uri, trials_experiment
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -68,4 +69,42 @@ def read(suite: Suite, tracking_uri: str | None, kinds: Mapping[str, Kind],
         raise UserError(f"no runs of suite '{suite.name}' in {uri}; run it first")
     board = load_board(suite.name, protocol_runs(records, tuned), kinds, suite.metric, suite.paper, hook,
                        protocol(records, tuned), tracker.history)
-    return board, tracker
+    trials = Tracker(uri, trials_experiment(suite.name)).runs() if tuned else []
+    return replace(board, wall_time=wall_time(records, trials, tuned)), tracker
+
+
+def busy_seconds(records: list[RunRecord]) -> float:
+    """Seconds during which at least one of ``records`` was running: the union of their intervals, so
+    parallel runs are not counted twice and the hours between two sessions not at all."""
+    spans = sorted((r.start_time, r.end_time) for r in records if r.end_time)
+    total, start, end = 0, None, None
+    for begin, finish in spans:
+        if end is None or begin > end:
+            total += 0 if end is None else end - start
+            start, end = begin, finish
+        else:
+            end = max(end, finish)
+    return (total + (0 if end is None else end - start)) / 1000
+
+
+def wall_time(records: list[RunRecord], trials: list[RunRecord], tuned: bool) -> str:
+    """What the page says the suite cost: time with a run going, per part (the runs at defaults, the
+    tuning trials and the runs at tuned values), so a reader can budget a rerun."""
+    untuned = protocol_runs(records, tuned=False)
+    parts = [f"runs at defaults {duration(busy_seconds(untuned))} ({len(untuned)} runs)"]
+    total = busy_seconds(untuned)
+    if tuned:
+        chosen = [r for r in records if r.tags.get("kdbench.tuned")]
+        counted = [r for r in trials if r.tags.get("kdbench.role") == "trial"]
+        parts += [f"tuning {duration(busy_seconds(trials))} ({len(counted)} trials)",
+                  f"runs at tuned values {duration(busy_seconds(chosen))} ({len(chosen)} runs)"]
+        total += busy_seconds(trials) + busy_seconds(chosen)
+    return (f"wall time {duration(total)}: " + ", ".join(parts)
+            + " — time with at least one run going, from the runs' MLflow start and end times")
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

@@ -45,7 +45,7 @@ def main() -> None:
     from kdbench.runner import Runner
     from kdbench.suite import load_suite
     from kdbench.teacher_cache import TeacherCache
-    from kdbench.tracking import Tracker
+    from kdbench.tracking import Tracker, trials_experiment
     from kdbench.tuning import Tuning, split, storage_url, studies, tune
 
     setup()
@@ -69,7 +69,7 @@ def main() -> None:
     warm = retuned(study.combination, {}, {"epochs": 1}, {"study": "warm-up", "trial": 0}, trial=True)
     Runner(registry, Tracker(tracker.uri, f"{suite.name}-warm-up"), cache).run_one(warm)
     storage = storage_url(tracker.uri)
-    trial_runner = Runner(registry, Tracker(tracker.uri, f"{suite.name}-tune"), cache)
+    trial_runner = Runner(registry, Tracker(tracker.uri, trials_experiment(suite.name)), cache)
     tuned = seconds(lambda: tune(Tuning([study], storage, TRIALS, suite.tune.seed, None, trial_runner.tracker),
                                  trial_runner))
 
