@@ -17,6 +17,9 @@ from rich.table import Table
 from kdbench.errors import SuiteError, UserError
 
 if TYPE_CHECKING:
+    import torch
+
+    from kdbench.executors import Placement
     from kdbench.plan import Combination
     from kdbench.registry import Registry
     from kdbench.suite import Suite
@@ -60,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
                                   "threads unless KDBENCH_THREADS says otherwise")
         command.add_argument("--address",
                              help="Ray cluster address (ray://host:port or auto); default: start Ray locally")
+        command.add_argument("--device", default="auto",
+                             help="auto (CUDA when there is one, else the CPU), cpu, cuda or cuda:N; the process "
+                                  "pool gives each worker one GPU in turn")
+        command.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+                             help="with --executor ray: the GPUs each run reserves (fractions share a GPU; "
+                                  "default 1 with --device cuda)")
 
     run = with_plugins(sub.add_parser("run", help="run a suite"))
     run.add_argument("suite", help="a suite file, or the name of one in suites/")
@@ -150,6 +159,21 @@ def _registry(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to ke
     return registry
 
 
+def _placement(args: argparse.Namespace) -> tuple[torch.device, Placement]:
+    """The device this process trains on (in-process runs) and where the executor's workers compute;
+    both checked before anything runs, so a device the machine lacks is a one-line error."""
+    import torch
+
+    from kdbench.device import resolve
+    from kdbench.executors import Placement
+
+    if args.executor == "inprocess":
+        if args.gpus_per_run is not None:
+            raise UserError("--gpus-per-run is for --executor ray")
+        return resolve(args.device), Placement()
+    return torch.device("cpu"), Placement.of(args.executor, args.device, args.gpus_per_run)
+
+
 def _expand(path: Path, suite: Suite, registry: Registry) -> list[Combination]:
     """The suite's combinations, built before any store is opened; a suite its tasks cannot honour
     (a recipe they cannot follow) is reported against its file, like any other suite error."""
@@ -184,8 +208,10 @@ def _run(args: argparse.Namespace) -> int:
 
         storage = args.storage or storage_url(tracker.uri)
         combinations = tuned(suite, combinations, storage)
+    device, placement = _placement(args)
     with RichProgress(Console(stderr=True), total=len(combinations)) as progress:
-        runner = Runner(registry, tracker, TeacherCache(cache_dir()), progress=progress, rerun=args.rerun)
+        runner = Runner(registry, tracker, TeacherCache(cache_dir()), progress=progress, rerun=args.rerun,
+                        device=device)
         todo, done = runner.pending(combinations)
         if done:
             progress.note(f"{len(done)}/{len(combinations)} runs already finished, skipped"
@@ -195,7 +221,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.executor != "inprocess" and todo:
             from kdbench.executors import parallel_runner
 
-            executor = parallel_runner(args.executor, runner, path, args.plugin, max_parallel, args.address, storage)
+            executor = parallel_runner(args.executor, runner, path, args.plugin, max_parallel, args.address, storage,
+                                       placement)
         interrupted = False
         try:
             outcomes = executor.run(todo)
@@ -253,15 +280,17 @@ def _tune(args: argparse.Namespace) -> int:
     cache = TeacherCache(cache_dir())
     console = Console(width=max(Console().width, 140))
     given_up: dict[str, str] = {}
+    device, placement = _placement(args)
     with RichProgress(Console(stderr=True), total=len(teachers) + trials * len(chosen)) as progress:
-        runner = Runner(registry, tracker, cache, progress=progress)
+        runner = Runner(registry, tracker, cache, progress=progress, device=device)
         todo, done = runner.pending(teachers)  # teachers are trained by their own runs, once
         progress.bars.advance(progress.overall, len(done))
         parallel = args.executor != "inprocess"
         if parallel and todo:
             from kdbench.executors import parallel_runner
 
-            outcomes = parallel_runner(args.executor, runner, path, args.plugin, max_parallel, args.address).run(todo)
+            outcomes = parallel_runner(args.executor, runner, path, args.plugin, max_parallel, args.address,
+                                       placement=placement).run(todo)
         else:
             outcomes = runner.run(todo)
         failed = [o for o in outcomes if o.status != "FINISHED"]
@@ -269,13 +298,14 @@ def _tune(args: argparse.Namespace) -> int:
             for outcome in failed:
                 console.print(f"FAILED {outcome.combination.label}: {outcome.error}", markup=False, highlight=False)
             return 1
-        trial_runner = Runner(registry, Tracker(tracker.uri, trials_experiment(suite.name)), cache, progress=progress)
+        trial_runner = Runner(registry, Tracker(tracker.uri, trials_experiment(suite.name)), cache, progress=progress,
+                              device=device)
         tuning = Tuning(chosen, storage, trials, suite.tune.seed, suite.tune.epochs, trial_runner.tracker)
         if parallel:
             from kdbench.executors import trial_scheduler
 
             scheduler = trial_scheduler(args.executor, trial_runner, tuning, path, args.plugin, max_parallel,
-                                        args.address)
+                                        args.address, placement)
             scheduler.run()
             given_up = scheduler.given_up
         else:

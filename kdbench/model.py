@@ -2,8 +2,9 @@
 
 Every model returns ``ModelOutput(output, features)``: its output (logits, scores,
 a noise prediction, heatmaps) and a dict of named intermediate features
-(``stage1..N``, ``embedding``), so feature and relation methods never reach into an
-architecture or pick features by list index.
+(``stage1..N``, ``embedding``, and optionally ``stem``, the input layer's map, which is no
+stage), so feature and relation methods never reach into an architecture or pick features by
+list index.
 """
 
 from __future__ import annotations

@@ -20,16 +20,18 @@ import re
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
+from kdbench.device import determinism, device_name
 from kdbench.errors import IncompatibleCombination, Stopped, UserError
 from kdbench.hashing import canonical_json
-from kdbench.model_stats import measure
+from kdbench.model_stats import device_latency, measure, on_cpu
 from kdbench.plan import Combination
+from kdbench.recipe import Recipe
 from kdbench.registry import Registry
 from kdbench.run import Run
 from kdbench.teacher import Teacher
@@ -68,7 +70,10 @@ def threads() -> int:
 
 class Runner:
     def __init__(self, registry: Registry, tracker: Tracker, cache: TeacherCache,
-                 progress: Progress | None = None, rerun: bool = False) -> None:
+                 progress: Progress | None = None, rerun: bool = False,
+                 device: torch.device | None = None) -> None:
+        """``device``: where models train and evaluate (``kdbench.device.resolve``); the CPU by default."""
+        self.device = device or torch.device("cpu")
         self.registry = registry
         self.tracker = tracker
         self.cache = cache
@@ -183,8 +188,12 @@ class Runner:
         from kdbench.provenance import git_commit, kdbench_version
 
         tags = {**combination.tags(), **extra_tags, "kdbench.version": kdbench_version(),
-                "kdbench.commit": git_commit(), "kdbench.params": canonical_json(combination.params)}
-        run_id = self.tracker.start(combination.label, tags, _flatten(combination.config))
+                "kdbench.commit": git_commit(), "kdbench.params": canonical_json(combination.params),
+                "kdbench.device": device_name(self.device)}
+        # where a run computed changes its numbers in the last bits, not what it is: a param and a tag,
+        # never part of its key (a suite resumed on another machine finds its finished runs)
+        params = {**_flatten(combination.config), "device": device_name(self.device)}
+        run_id = self.tracker.start(combination.label, tags, params)
         self.tracker.log_text(run_id, json.dumps(combination.config, indent=2, sort_keys=True), "config.json")
         return Run.of(combination, run_id)
 
@@ -193,7 +202,7 @@ class Runner:
         """Train (or load) the run's model, then evaluate and measure it."""
         networks = [self._load_teacher(teacher) for teacher in combination.teachers]
         torch.manual_seed(combination.seed)
-        model = combination.model_spec.build(combination.task)
+        model = self._placed(combination.model_spec.build(combination.task), combination.recipe)
         self.progress.start_run(combination, combination.recipe.epochs)
         context = self._context(combination, run, model, networks, watch)
         if combination.role == "teacher" and self.cache.has(combination.key) and not self.rerun:
@@ -201,7 +210,10 @@ class Runner:
             trained = self.cache.load(combination.key, model)
             self.tracker.set_tags(run.run_id, {"kdbench.teacher_cache": "hit"})
         else:
-            trained = train(context)
+            with determinism(self.device, combination.recipe.deterministic):
+                trained = train(replace(context, model=torch.compile(model)) if combination.recipe.compile
+                                else context)
+            trained = getattr(trained, "_orig_mod", trained)  # a compiled model's own module, for its state dict
             if combination.role == "teacher":
                 self.cache.save(combination.key, trained)
         if context.teachers:
@@ -218,7 +230,13 @@ class Runner:
         if not self.cache.has(teacher.key):
             raise RuntimeError(f"teacher {teacher.label} has no checkpoint in the cache: its run has not finished")
         torch.manual_seed(teacher.seed)
-        return self.cache.load(teacher.key, teacher.model_spec.build(teacher.task))
+        network = self.cache.load(teacher.key, teacher.model_spec.build(teacher.task))  # read to the CPU
+        return self._placed(network, teacher.recipe)
+
+    def _placed(self, model: nn.Module, recipe: Recipe) -> nn.Module:
+        """``model`` on the run's device, in channels-last layout when its recipe asks for it."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if recipe.channels_last else model
 
     def _context(self, combination: Combination, run: Run, model: nn.Module, networks: list[nn.Module],
                  watch: Callable[[int, dict[str, float]], None] | None) -> TrainContext:
@@ -243,7 +261,8 @@ class Runner:
             method = combination.method(combination.task, list(teachers), **combination.params)
         return TrainContext(task=combination.task, model=model, role=role, recipe=combination.recipe,
                             seed=combination.seed, method=method, teachers=teachers,
-                            checkpoint=combination.checkpoint, on_epoch=on_epoch, on_batch=self.progress.batch,
+                            checkpoint=combination.checkpoint, device=self.device, on_epoch=on_epoch,
+                            on_batch=self.progress.batch,
                             build_model=lambda name=None: self._build(combination, name),
                             log=lambda metrics, step=None: self.tracker.log_metrics(run.run_id, metrics, step))
 
@@ -267,19 +286,23 @@ class Runner:
         """Size and single-sample latency of the trained model (and of the first teacher), and the
         method's own trainable extras."""
         task = run.task
-        metrics = measure(trained, task.latency_input("teacher" if run.role == "teacher" else "student"))
+        sample = task.latency_input("teacher" if run.role == "teacher" else "student")
+        metrics = measure(on_cpu(trained), sample)
+        if self.device.type == "cuda":
+            metrics["latency_ms_cuda"] = device_latency(trained, sample)
         if context.method is not None:
             metrics["extra_params"] = float(sum(p.numel() for p in context.method.parameters() if p.requires_grad))
         if networks:
-            metrics.update({f"teacher_{k}": v for k, v in measure(networks[0], task.latency_input("teacher")).items()})
+            teacher = measure(on_cpu(networks[0]), task.latency_input("teacher"))
+            metrics.update({f"teacher_{k}": v for k, v in teacher.items()})
         return metrics
 
     def _build(self, combination: Combination, name: str | None) -> nn.Module:
         """A fresh model for a method that trains more than one (peers, generations, assistants)."""
         if name is None:
-            return combination.model_spec.build(combination.task)
+            return self._placed(combination.model_spec.build(combination.task), combination.recipe)
         spec = self.registry.students.entries.get(name) or self.registry.teachers.get(name)
-        return spec.build(combination.task)
+        return self._placed(spec.build(combination.task), combination.recipe)
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

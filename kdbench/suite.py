@@ -374,8 +374,8 @@ def _check_paper(suite: Suite, fail: Any) -> None:
                 fail(f"paper[{a}].{key}", unknown_name_message("method of this suite", name, methods))
 
 
-UNSEARCHED = {"epochs", "augment", "train_examples"}
-"""Recipe fields that define the protocol (its budget, its data), so no study may move them."""
+UNSEARCHED = {"epochs", "augment", "train_examples", "precision", "channels_last", "compile", "deterministic"}
+"""Recipe fields that define the protocol (its budget, its data, its numerics), so no study may move them."""
 
 
 def _check_tune(suite: Suite, registry: Registry, fail: Any) -> None:

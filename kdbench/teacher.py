@@ -103,8 +103,13 @@ class Teacher:
                 return None  # structured outputs are not cached
             rows.append(output)
             indices.append(batch["index"])
-        table = torch.empty((self.task.num_train, *rows[0].shape[1:]), dtype=rows[0].dtype)
-        table[torch.cat(indices)] = torch.cat(rows)
+        # kept where the teacher computed it when it fits (looking a batch up is then an index, no copy)
+        shape, device = (self.task.num_train, *rows[0].shape[1:]), rows[0].device
+        if device.type == "cuda":
+            needed = rows[0].element_size() * torch.Size(shape).numel()
+            device = device if needed < torch.cuda.mem_get_info(device)[0] // 4 else torch.device("cpu")
+        table = torch.empty(shape, dtype=rows[0].dtype, device=device)
+        table[torch.cat(indices).to(device)] = torch.cat(rows).to(device)
         return table
 
     @torch.no_grad()
@@ -116,6 +121,7 @@ class Teacher:
         """
         table = self.table if "index" in batch else None  # a batch without an index is no training batch
         if table is not None:
-            return ModelOutput(table[batch["index"]], HiddenFeatures(self.method))
+            rows = table[batch["index"].to(table.device)].to(batch["index"].device, non_blocking=True)
+            return ModelOutput(rows, HiddenFeatures(self.method))
         out = call_model(self._network, self.task.model_input(batch, "teacher"))
         return out if self.needs != "logits" else ModelOutput(out.output, HiddenFeatures(self.method))

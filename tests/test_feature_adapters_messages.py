@@ -53,3 +53,9 @@ def test_a_map_in_one_model_and_a_vector_in_the_other_is_shown_with_both_shapes(
     with pytest.raises(IncompatibleCombination, match=r"stage: student \[2, 3, 4, 4\], teacher \[2, 8\]"):
         shared_maps(student, teacher)
     assert shared_maps(student, ModelOutput(None, {"stage": torch.zeros(2, 5, 2, 2)})) == ["stage"]
+
+
+def test_the_stem_is_no_stage_for_methods_that_match_every_shared_map():
+    maps = {name: torch.zeros(2, 4, 8, 8) for name in ("stem", "stage1", "stage2")}
+    both = ModelOutput(None, maps), ModelOutput(None, dict(maps))
+    assert shared_maps(*both) == ["stage1", "stage2"]  # RepDistiller's feat[1:-1]

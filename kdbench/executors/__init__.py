@@ -7,9 +7,15 @@ differ only in how many run at once and on which machines. Tuning trials go the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from kdbench.device import resolve
+from kdbench.errors import UserError
 from kdbench.executors.job import Job, forwarded_environment
 from kdbench.executors.scheduler import Backend, ParallelRunner, TrialScheduler, worker_threads
 from kdbench.plan import Combination
@@ -21,19 +27,52 @@ EXECUTORS = ("inprocess", "process", "ray")
 JobMaker = Callable[[Combination, dict[str, str], TrialSpec | None], Job]
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where an executor's runs compute: the device each worker resolves, and (Ray) the GPUs each
+    run reserves or (process pool) the GPUs its workers are spread over."""
+
+    device: str = "cpu"
+    gpus_per_run: float = 0.0
+    gpus: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, executor: str, device: str, gpus_per_run: float | None) -> Placement:
+        """The placement ``--device`` and ``--gpus-per-run`` ask for; a local device is checked here,
+        a cluster's GPUs by the workers that have them (the driver may have none)."""
+        if gpus_per_run is not None and gpus_per_run < 0:
+            raise UserError(f"--gpus-per-run must not be negative, got {gpus_per_run}")
+        if gpus_per_run and executor != "ray":
+            raise UserError("--gpus-per-run is for --executor ray; the process pool gives each worker one GPU")
+        if executor == "ray" and device != "cpu":
+            if device != "auto" or gpus_per_run:
+                return cls("cuda", 1.0 if gpus_per_run is None else gpus_per_run)
+            return cls("cpu")  # a run must reserve the GPU it uses: on Ray, auto means GPUs only when asked for
+        if gpus_per_run:
+            raise UserError("--gpus-per-run needs --device cuda (or auto)")
+        resolved = resolve(device)
+        if resolved.type != "cuda":
+            return cls("cpu")
+        if resolved.index is not None:
+            return cls("cuda", gpus=(str(resolved.index),))
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = [g for g in visible.split(",") if g] if visible else [str(i) for i in range(torch.cuda.device_count())]
+        return cls("cuda", gpus=tuple(ids))
+
+
 def _backend(executor: str, runner: Runner, suite: Path, plugins: list[str], max_parallel: int,
-             address: str | None, storage: str | None) -> tuple[Backend, JobMaker]:
+             address: str | None, storage: str | None, placement: Placement) -> tuple[Backend, JobMaker]:
     """The workers of ``executor`` and how to describe a combination (or a trial) to them."""
     threads = worker_threads(max_parallel)
     runner.tracker.ensure_experiment()  # created once here, not raced by the workers
     if executor == "ray":
         from kdbench.executors.ray_cluster import RayCluster
 
-        backend: Backend = RayCluster(address, threads, max_parallel)
+        backend: Backend = RayCluster(address, threads, max_parallel, placement.gpus_per_run)
     else:
         from kdbench.executors.process_pool import ProcessPool
 
-        backend = ProcessPool(max_parallel)
+        backend = ProcessPool(max_parallel, list(placement.gpus))
     plugin_args = tuple(str(Path(p).resolve()) if Path(p).is_file() else p for p in plugins)
     environment = forwarded_environment()
 
@@ -41,24 +80,26 @@ def _backend(executor: str, runner: Runner, suite: Path, plugins: list[str], max
         return Job(suite=str(suite.resolve()), plugins=plugin_args, tracking_uri=runner.tracker.uri,
                    experiment=runner.tracker.experiment_name, key=combination.key, threads=threads,
                    rerun=runner.rerun, environment=environment, failed_teachers=failed_teachers,
-                   storage=storage, trial=trial)
+                   storage=storage, trial=trial, device=placement.device)
 
     return backend, make_job
 
 
 def parallel_runner(executor: str, runner: Runner, suite: Path, plugins: list[str], max_parallel: int,
-                    address: str | None = None, storage: str | None = None) -> ParallelRunner:
+                    address: str | None = None, storage: str | None = None,
+                    placement: Placement = Placement()) -> ParallelRunner:
     """A runner that spreads combinations over ``max_parallel`` workers of ``executor``."""
-    backend, make_job = _backend(executor, runner, suite, plugins, max_parallel, address, storage)
+    backend, make_job = _backend(executor, runner, suite, plugins, max_parallel, address, storage, placement)
     return ParallelRunner(runner, backend, make_job, max_parallel)
 
 
 def trial_scheduler(executor: str, runner: Runner, tuning: Tuning, suite: Path, plugins: list[str],
-                    max_parallel: int, address: str | None = None) -> TrialScheduler:
+                    max_parallel: int, address: str | None = None,
+                    placement: Placement = Placement()) -> TrialScheduler:
     """Runs ``tuning``'s trials on ``max_parallel`` workers of ``executor``; ``runner`` logs to the tuning
     experiment."""
-    backend, make_job = _backend(executor, runner, suite, plugins, max_parallel, address, None)
+    backend, make_job = _backend(executor, runner, suite, plugins, max_parallel, address, None, placement)
     return TrialScheduler(runner, tuning, backend, make_job, max_parallel)
 
 
-__all__ = ["EXECUTORS", "ParallelRunner", "TrialScheduler", "parallel_runner", "trial_scheduler"]
+__all__ = ["EXECUTORS", "ParallelRunner", "Placement", "TrialScheduler", "parallel_runner", "trial_scheduler"]

@@ -42,6 +42,9 @@ class Job:
     """The tuning studies' storage for ``kdbench run --tuned``: the worker plans the tuned combinations too."""
     trial: TrialSpec | None = None
     """A tuning trial of the combination ``trial.base`` (``key`` is the trial's own)."""
+    device: str = "cpu"
+    """The device the worker resolves for itself (``kdbench.device.resolve``): ``cuda`` is whichever
+    GPU its executor made visible to it."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,8 @@ def forwarded_environment() -> dict[str, str]:
 
 
 _plans: dict[tuple[Any, ...], tuple[Any, dict[str, Combination]]] = {}
-"""Per worker process: (suite, plugins, tracking URI, experiment, storage, environment) → (runner,
-combinations by key)."""
+"""Per worker process: (suite, plugins, tracking URI, experiment, storage, device, environment) →
+(runner, combinations by key)."""
 
 
 def run_job(job: Job) -> JobResult:
@@ -89,6 +92,7 @@ def run_job(job: Job) -> JobResult:
 
 def _plan(job: Job) -> tuple[Any, dict[str, Combination]]:
     from kdbench.data_root import cache_dir
+    from kdbench.device import resolve
     from kdbench.plan import expand, task_instances
     from kdbench.registry import Registry
     from kdbench.runner import Runner
@@ -96,7 +100,7 @@ def _plan(job: Job) -> tuple[Any, dict[str, Combination]]:
     from kdbench.teacher_cache import TeacherCache
     from kdbench.tracking import Tracker
 
-    ident = (job.suite, job.plugins, job.tracking_uri, job.experiment, job.storage,
+    ident = (job.suite, job.plugins, job.tracking_uri, job.experiment, job.storage, job.device,
              tuple(sorted(job.environment.items())))
     if ident not in _plans:
         registry = Registry.load(list(job.plugins))
@@ -106,7 +110,8 @@ def _plan(job: Job) -> tuple[Any, dict[str, Combination]]:
             from kdbench.tuning import tuned
 
             combinations = tuned(suite, combinations, job.storage)
-        runner = Runner(registry, Tracker(job.tracking_uri, job.experiment), TeacherCache(cache_dir()))
+        runner = Runner(registry, Tracker(job.tracking_uri, job.experiment), TeacherCache(cache_dir()),
+                        device=resolve(job.device))
         _plans.clear()  # one suite per worker at a time: don't keep datasets of earlier suites alive
         _plans[ident] = (runner, {c.key: c for c in combinations})
     return _plans[ident]

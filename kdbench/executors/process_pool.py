@@ -10,6 +10,7 @@ whole and cannot say whose job killed it.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
@@ -27,23 +28,45 @@ def _serve(connection: Connection) -> None:
 
 
 class _Worker:
-    def __init__(self, context: multiprocessing.context.SpawnContext) -> None:
+    def __init__(self, context: multiprocessing.context.SpawnContext, gpu: str | None) -> None:
+        """``gpu``: the one CUDA device this worker may see (``CUDA_VISIBLE_DEVICES``), or ``None``."""
         self.connection, child = context.Pipe()
         self.process: BaseProcess = context.Process(target=_serve, args=(child,), daemon=True)
-        self.process.start()
+        self.gpu = gpu
+        before = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if gpu is not None:  # a spawned process starts with the parent's environment as it is now
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        try:
+            self.process.start()
+        finally:
+            if gpu is not None:
+                if before is None:
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = before
         child.close()
         self.key: str | None = None
 
 
 class ProcessPool(Backend):
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, gpus: list[str] | None = None) -> None:
+        """``gpus``: the CUDA devices to spread the workers over, one per worker, round-robin (each
+        worker sees only its own, as ``cuda``); ``None`` for CPU runs."""
         self.context = multiprocessing.get_context("spawn")
         self.size = workers
+        self.gpus = gpus or []
         self.idle: list[_Worker] = []
         self.busy: list[_Worker] = []
 
+    def _next_gpu(self) -> str | None:
+        """The device fewest live workers hold (a replacement for a dead worker takes its device)."""
+        if not self.gpus:
+            return None
+        held = [w.gpu for w in self.idle + self.busy if w.process.is_alive()]
+        return min(self.gpus, key=lambda gpu: (held.count(gpu), self.gpus.index(gpu)))
+
     def submit(self, job: Job) -> None:
-        worker = self.idle.pop() if self.idle else _Worker(self.context)
+        worker = self.idle.pop() if self.idle else _Worker(self.context, self._next_gpu())
         worker.key = job.key
         worker.connection.send(job)
         self.busy.append(worker)

@@ -15,7 +15,9 @@ from kdbench.executors.scheduler import Backend, WorkerDied
 
 
 class RayCluster(Backend):
-    def __init__(self, address: str | None, threads: int, max_parallel: int) -> None:
+    def __init__(self, address: str | None, threads: int, max_parallel: int, gpus_per_run: float = 0.0) -> None:
+        """``gpus_per_run``: the GPUs each task reserves (a fraction packs several runs onto one GPU);
+        Ray then sets each task's ``CUDA_VISIBLE_DEVICES`` to what it was given."""
         try:
             import ray
         except ImportError:
@@ -31,7 +33,7 @@ class RayCluster(Backend):
             except (ConnectionError, ValueError, RuntimeError) as error:
                 raise UserError(f"cannot reach the Ray cluster at {address or 'local'}: "
                                 f"{str(error).splitlines()[0]}") from None
-        self.task = ray.remote(num_cpus=threads, max_retries=0)(run_job)
+        self.task = ray.remote(**task_options(threads, gpus_per_run))(run_job)
         self.pending: dict[object, str] = {}
 
     def submit(self, job: Job) -> None:
@@ -55,3 +57,8 @@ class RayCluster(Backend):
         self.pending = {}
         if self.started_here:
             self.ray.shutdown()
+
+
+def task_options(threads: int, gpus_per_run: float) -> dict[str, float | int]:
+    """What each run's Ray task reserves: a CPU per thread, and its share of GPUs."""
+    return {"num_cpus": threads, "num_gpus": gpus_per_run, "max_retries": 0}

@@ -81,7 +81,7 @@ class ClassificationTask(Task):
 
         was_training = model.training
         model.eval()
-        outputs = [call_model(model, self.model_input(b, role)).output for b in self.batches(split, None, None)]
+        outputs = [call_model(model, self.model_input(b, role)).output.cpu() for b in self.batches(split, None, None)]
         model.train(was_training)
         return torch.cat(outputs)
 

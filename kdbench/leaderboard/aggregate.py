@@ -48,11 +48,21 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
             "higher_is_better": None if higher is None else higher == "true",
             "config_hash": tags.get("kdbench.config_hash", record.run_id),
             "commit": tags.get("kdbench.commit", ""),
+            "numerics": numerics(record),
             "start_time": record.start_time,
             **_tuning(record),
             **record.metrics,
         })
     return pd.DataFrame(rows)
+
+
+def numerics(record: RunRecord) -> str:
+    """Where and how a run computed: its device, precision and kernel mode, from its tag and recipe
+    (runs from before devices were recorded all ran on the CPU in fp32)."""
+    recipe = "model.recipe." if record.tags.get("kdbench.role") == "teacher" else "student.recipe."
+    precision = record.params.get(recipe + "precision", "fp32")
+    mode = "deterministic" if record.params.get(recipe + "deterministic") == "True" else "nondeterministic"
+    return f"{record.tags.get('kdbench.device', 'cpu')}, {precision}, {mode} kernels"
 
 
 def _tuning(record: RunRecord) -> dict[str, Any]:

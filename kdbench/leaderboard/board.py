@@ -66,6 +66,8 @@ class Board:
     checkpoints: list[str]
     commits: list[str]
     """The kdbench commits that produced the runs."""
+    numerics: list[str] = field(default_factory=list)
+    """Where and how the runs computed (device, precision, kernel mode; ``aggregate.numerics``)."""
     kinds: dict[str, Kind] = field(default_factory=dict)
     """The declared kinds of the board's tasks, in registration order (baselines, references,
     the kinds' metric columns)."""
@@ -115,6 +117,7 @@ def build(suite: str, frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: st
         suite=suite, rows=rows, failures=aggregate.failures(frame), cross_task=cross_task(rows),
         checkpoints=aggregate.checkpoints(frame),
         commits=sorted(set(frame["commit"]) - {""}) if not frame.empty else [],
+        numerics=sorted(set(frame["numerics"])) if "numerics" in frame else [],
         kinds={name: kind for name, kind in kinds.items() if name in present}, extra_columns=extra, runs=runs,
         protocol=protocol, verdicts=verdicts,
     )

@@ -241,6 +241,9 @@ def footnotes(board: Board, terminal: bool = False) -> list[str]:
     ]
     if board.commits:
         notes.append("Runs were produced by kdbench commit " + ", ".join(board.commits) + ".")
+    if board.numerics:
+        notes.append("Computed on: " + "; ".join(board.numerics) + " (nondeterministic kernels may differ in the "
+                     "last digits between reruns; latency is always on the CPU, one thread).")
     sources = sorted(set(board.rows.get("paper_source", pd.Series(dtype=str))) - {""})
     if sources:
         notes.append("paper = the value the publication reports: " + "; ".join(sources) + ".")

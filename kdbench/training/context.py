@@ -34,6 +34,8 @@ class TrainContext:
     teachers: tuple[Teacher, ...] = ()
     """The frozen teachers the method learns from, in the pair's order (empty without one)."""
     checkpoint: str = "final"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    """Where the model, the teachers and each training batch live (``kdbench.device``)."""
     on_epoch: EpochCallback = field(default=lambda epoch, metrics: None)
     """Called after each epoch (or each round of steps) with its metrics: logs them, fires
     ``kdbench_epoch_end`` and moves the progress bar."""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from kdbench.device import autocast, full_precision, gradient_scaler, to_device
 from kdbench.recipe import Recipe
 from kdbench.task import Batch, Task
 from kdbench.training.context import TrainContext
@@ -85,11 +86,16 @@ def train(context: TrainContext) -> nn.Module:
         _setup(context, view)
 
     def step_losses(batch: Batch) -> dict[str, torch.Tensor]:
+        # The forward passes run in the recipe's precision (run_training's autocast); every loss
+        # term is computed on fp32 outputs, outside it.
         batch = view.batch(batch)
         student = view.student(batch)
-        if method is None:
-            return {"task": context.task.loss(student.output, batch)}
-        return method.loss(batch, student, view.teachers(batch))
+        teachers = view.teachers(batch) if method is not None else []
+        with torch.autocast(context.device.type, enabled=False):
+            student, teachers = full_precision(student), [full_precision(t) for t in teachers]
+            if method is None:
+                return {"task": context.task.loss(student.output, batch)}
+            return method.loss(batch, student, teachers)
 
     steps = method.train_steps() if method is not None else None
     trained = run_training(context, step_losses, steps=steps, stream=stream, epoch_start=view.epoch_start)
@@ -100,7 +106,7 @@ def _setup(context: TrainContext, view: TrainingView) -> None:
     """Let the method size its extras from the outputs on the task's first (unshuffled) training batch,
     before the optimiser is built. The view's own ``batch`` is not asked: its draws belong to training."""
     assert context.method is not None
-    batch = next(iter(context.task.batches("train", None, None)))
+    batch = to_device(next(iter(context.task.batches("train", None, None))), context.device)
     with torch.no_grad():
         was_training = context.model.training
         context.model.eval()
@@ -127,6 +133,7 @@ def run_training(context: TrainContext, step_losses: StepLosses, *, steps: int |
     parameters = list(model.parameters()) + (list(method.parameters()) if method is not None else [])
     optimizer = make_optimizer([p for p in parameters if p.requires_grad], recipe)
     schedule = make_schedule(optimizer, recipe if steps is None else recipe.updated({"schedule": "constant"}))
+    scaler = gradient_scaler(context.device, recipe.precision)
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     has_val = task.has_split("val")
     for epoch, batches in enumerate(rounds, start=1):
@@ -138,14 +145,16 @@ def run_training(context: TrainContext, step_losses: StepLosses, *, steps: int |
         sums: dict[str, torch.Tensor] = {}
         count = 0
         for batch in batches():
-            terms = step_losses(batch)
+            with autocast(context.device, recipe.precision):
+                terms = step_losses(to_device(batch, context.device, recipe.channels_last))
             total = sum(terms.values())
             if not torch.isfinite(total):
                 values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
                 raise DivergedError(f"non-finite loss at epoch {epoch}: {values}")
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
             if method is not None:
                 method.after_step(model)
             for key, value in terms.items():
@@ -191,5 +200,7 @@ def make_schedule(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.opt
     the step-distillation papers do: its rounds are a logging period, not an epoch."""
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs)
+    if recipe.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(recipe.milestones), gamma=recipe.gamma)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 

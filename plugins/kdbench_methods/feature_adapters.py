@@ -36,12 +36,18 @@ def feature_pair(student: ModelOutput, teacher: ModelOutput | None, student_name
     return s, t
 
 
+STEM = "stem"
+"""The input layer's map, where a model names it: not a stage, so matching every shared map leaves
+it out, as RepDistiller's AT, NST and VID take its models' feat[1:-1] (``helper/loops.py``)."""
+
+
 def shared_maps(student: ModelOutput, teacher: ModelOutput | None) -> list[str]:
-    """Names of the spatial maps [B, C, H, W] that both models expose, in the student's order."""
+    """Names of the spatial maps [B, C, H, W] that both models expose, in the student's order (the
+    ``stem`` excepted)."""
     if teacher is None:
         raise IncompatibleCombination("this method needs a teacher's features")
-    names = [name for name, value in student.features.items()
-             if value.dim() == 4 and name in teacher.features and teacher.features[name].dim() == 4]
+    names = [name for name, value in student.features.items() if name != STEM
+             and value.dim() == 4 and name in teacher.features and teacher.features[name].dim() == 4]
     if not names:
         raise IncompatibleCombination(_no_shared_map(student.features, teacher.features))
     return names
