@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from kdbench.errors import SuiteError, UserError
+from kdbench.errors import IncompatibleCombination, SuiteError, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -314,12 +314,16 @@ def _tune(args: argparse.Namespace) -> int:
     for column in ("study", "trials", "val at defaults", "best val", "chosen values"):
         table.add_column(column)
     for study in chosen:
-        values, note = best(study, storage)
+        try:
+            values, note = best(study, storage)
+        except IncompatibleCombination as reason:  # found out by its first trial: no setting runs it
+            table.add_row(study.label, "1", "n/a", "n/a", f"n/a: {reason}")
+            continue
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
         default = "n/a" if note["val_defaults"] is None else f"{note['val_defaults']:.4f}"
         table.add_row(study.label, str(note["trials"]), default, f"{note['val']:.4f}", shown or "(nothing to search)")
     console.print(table)
-    console.print(f"studies: {storage}; trials: MLflow experiment '{suite.name}-tune' at {tracker.uri}",
+    console.print(f"studies: {storage}; trials: MLflow experiment '{trials_experiment(suite.name)}' at {tracker.uri}",
                   markup=False, highlight=False)
     for label, reason in given_up.items():
         console.print(f"FAILED {label}: {reason}", markup=False, highlight=False)

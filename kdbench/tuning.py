@@ -20,11 +20,11 @@ their own runs in the suite's experiment first, and every trial reuses them from
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
-from kdbench.errors import Stopped, UserError
+from kdbench.errors import IncompatibleCombination, Stopped, UserError
 from kdbench.hashing import canonical_json, config_hash
 from kdbench.plan import Combination, retuned
 from kdbench.runner import Outcome, Runner
@@ -43,6 +43,9 @@ PROTOCOL = ("TPE after max(3, budget // 3) random trials (the defaults among the
 """The search's rules, part of every study's identity: a study made under other rules is another study."""
 COUNTED = "kdbench_counted"
 """A trial's user attribute: it ran to an outcome (finished, or failed by itself) and counts towards the budget."""
+INCOMPATIBLE = "kdbench_incompatible"
+"""A trial's user attribute: the run was n/a, for a reason known only once its models were built (a
+feature the student lacks). No setting changes that, so the study stops there and is n/a itself."""
 
 
 def startup_trials(budget: int) -> int:
@@ -154,6 +157,12 @@ def split(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return params, {k[len(RECIPE):]: v for k, v in values.items() if k.startswith(RECIPE)}
 
 
+def incompatible(optuna_study: Any) -> str | None:
+    """Why the study's combination cannot run, when a trial found out (``INCOMPATIBLE``); else ``None``."""
+    return next((t.user_attrs[INCOMPATIBLE] for t in optuna_study.get_trials(deepcopy=False)
+                 if INCOMPATIBLE in t.user_attrs), None)
+
+
 def counted(optuna_study: Any) -> list[Any]:
     """The trials that count towards the budget: finished, or failed by themselves (not by a kill)."""
     return [t for t in optuna_study.get_trials(deepcopy=False) if t.user_attrs.get(COUNTED)]
@@ -248,7 +257,7 @@ class Tuning:
         optuna_study = self.optuna[study.name]
         done = counted(optuna_study)
         running = sum(1 for t in self.asked.values() if t.study is optuna_study)
-        if len(done) + running >= self.budget(study):
+        if len(done) + running >= self.budget(study) or incompatible(optuna_study) is not None:
             return None
         # reseeded by the trials so far: a restarted sampler must not replay its first draws; the constant
         # liar keeps trials asked while others still run from landing on the same point
@@ -275,7 +284,10 @@ class Tuning:
             return
         trial.set_user_attr(COUNTED, True)
         value = outcome.metrics.get(f"val_{outcome.combination.task.primary_metric}")
-        if outcome.status == "PRUNED":
+        if outcome.status == "N/A":
+            trial.set_user_attr(INCOMPATIBLE, outcome.error[:500])
+            optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        elif outcome.status == "PRUNED":
             optuna_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         elif outcome.status == "FINISHED" and value is not None:
             optuna_study.tell(trial, value)
@@ -318,6 +330,9 @@ def best(study: Study, storage: str) -> tuple[dict[str, Any], dict[str, Any]]:
     complete = [] if optuna_study is None else optuna_study.get_trials(
         deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
+        reason = None if optuna_study is None else incompatible(optuna_study)
+        if reason is not None:
+            raise IncompatibleCombination(reason)
         raise UserError(f"{study.label}: no finished tuning trial in {storage}; run kdbench tune first")
     sign = 1 if study.higher_is_better else -1
     chosen = max(complete, key=lambda t: sign * t.value)
@@ -343,8 +358,12 @@ def tuned(suite: Suite, combinations: list[Combination], storage: str) -> list[C
             continue
         study = study_of(suite, combination)
         if study.name not in chosen:
-            chosen[study.name] = best(study, storage)
+            try:
+                chosen[study.name] = best(study, storage)
+            except IncompatibleCombination as reason:  # n/a at every setting: the tuned run is n/a too
+                chosen[study.name] = {}, {"study": study.name, "incompatible": str(reason)}
         values, note = chosen[study.name]
         params, recipe = split(values)
-        result.append(retuned(combination, params, recipe, note, trial=False))
+        run = retuned(combination, params, recipe, note, trial=False)
+        result.append(replace(run, skip_reason=note["incompatible"]) if "incompatible" in note else run)
     return result

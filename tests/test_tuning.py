@@ -188,3 +188,32 @@ def test_trials_through_the_process_pool_keep_the_budget_exact_when_a_worker_die
     assert sorted(r.info.status for r in trial_runs) == ["FINISHED"] * 10 + ["KILLED"]
     parents = {r.info.run_id for r in runs if r.data.tags.get("kdbench.role") == "study"}
     assert len(parents) == 2 and {r.data.tags["mlflow.parentRunId"] for r in trial_runs} == parents
+
+
+def test_a_method_found_incompatible_by_its_first_trial_stops_and_its_tuned_run_is_na(cli, isolated: Path):
+    """at needs spatial maps; these MLPs' features are vectors, which only building the models shows: the
+    study stops after that one trial, the summary says why, and the tuned run is n/a with the reason."""
+    suite = write_suite(isolated / "mlps.yaml", """
+name: mlps
+seeds: 1
+tasks: [digits]
+pairs:
+  - {teacher: hinton-mlp-1200, student: mlp-30}
+methods: [student-only, at]
+recipe:
+  teacher: {epochs: 1}
+  student: {epochs: 2}
+tune: {trials: 3, recipe: {lr: {low: 0.01, high: 0.5, log: true}}}
+""")
+    code, out, err = cli("tune", suite)
+    assert code == 0, out + err
+    trials = {name.split("|")[0]: t for name, t in optuna_trials(isolated).items()}
+    states = {name: [t.state.name for t in found] for name, found in trials.items()}
+    assert sorted(len(s) for s in states.values()) == [1, 3] and ["FAIL"] in states.values()
+    assert "n/a: no spatial feature map" in " ".join(out.split())
+    code, out, err = cli("run", suite, "--tuned")
+    assert code == 0, out + err
+    client = MlflowClient(tracking_uri=f"sqlite:///{isolated / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("mlps").experiment_id])
+    at = [r for r in runs if r.data.tags["kdbench.method"] == "at" and "kdbench.tuned" in r.data.tags]
+    assert len(at) == 1 and at[0].data.tags["kdbench.skipped"].startswith("no spatial feature map")
