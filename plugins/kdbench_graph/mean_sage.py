@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch_geometric.nn import SAGEConv
 from torch_geometric.utils import to_torch_csr_tensor
@@ -17,5 +19,10 @@ class MeanSAGEConv(SAGEConv):
         super().__init__(in_channels, out_channels, aggr="mean")
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        adjacency = to_torch_csr_tensor(edge_index.flip(0), size=(len(x), len(x)))
+        with warnings.catch_warnings():
+            # torch's notices that CSR support is in beta, printed by every worker process on its first
+            # graph: about the tensor type, not about this use of it
+            warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant checks)",
+                                    category=UserWarning)
+            adjacency = to_torch_csr_tensor(edge_index.flip(0), size=(len(x), len(x)))
         return super().forward(x, adjacency)
