@@ -217,3 +217,6 @@ tune: {trials: 3, recipe: {lr: {low: 0.01, high: 0.5, log: true}}}
     runs = client.search_runs([client.get_experiment_by_name("mlps").experiment_id])
     at = [r for r in runs if r.data.tags["kdbench.method"] == "at" and "kdbench.tuned" in r.data.tags]
     assert len(at) == 1 and at[0].data.tags["kdbench.skipped"].startswith("no spatial feature map")
+    code, out, err = cli("leaderboard", suite, "--tuned")
+    assert code == 0 and "tuned: 3 trials per method on val" in out and "?" not in out.split("\n")[0], out
+    assert "at: nothing to search" not in " ".join(out.split()), "an n/a study has no space to state"

@@ -44,7 +44,8 @@ def protocol(records: list[RunRecord], tuned: bool) -> str:
     each method's search space (from the tuned runs' own config), or that nothing was tuned."""
     if not tuned:
         return "defaults: not tuned"
-    chosen = [r for r in records if r.tags.get("kdbench.tuned")]
+    # an n/a run at tuned values (its study found the method cannot run) has no budget or space to describe
+    chosen = [r for r in records if r.tags.get("kdbench.tuned") and "kdbench.skipped" not in r.tags]
     if not chosen:
         return "tuned: no run at tuned values yet (kdbench run --tuned)"
     trials = sorted({r.params.get("tuning.trials", "?") for r in chosen})
