@@ -143,6 +143,14 @@ def test_significance_against_the_kind_s_reference_kd_is_holm_corrected_within_t
     assert set(board.rows["reference"]) == {"kd"}  # classification's, as its plugin declares
 
 
+def test_beating_the_reference_by_more_than_its_seed_std(board: Board):
+    # toy: kd (the reference) 0.87 ± 0.01; fancy +0.06 clears that, dml −0.02 and student-only −0.05 do not
+    found = {m: row(board, "toy", m)["beats_reference"] for m in ("fancy", "dml", "student-only", "kd", "teacher")}
+    assert found == {"fancy": True, "dml": False, "student-only": False, "kd": None, "teacher": None}
+    # errors, lower is better: 27 and 32 errors against kd's 22 ± 2 are worse, whatever their sign of difference
+    assert [row(board, "toy-err", m)["beats_reference"] for m in ("<script>|x", "student-only")] == [False, False]
+
+
 def test_rank_within_group_excludes_the_teacher(board: Board):
     ranks = {m: row(board, "toy", m)["rank"] for m in ("fancy", "kd", "dml", "student-only")}
     assert ranks == {"fancy": 1, "kd": 2, "dml": 3, "student-only": 4}

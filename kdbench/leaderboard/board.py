@@ -218,6 +218,12 @@ def _compare(rows: pd.DataFrame) -> pd.DataFrame:
         welch_p(values, reference["values"]) if test and reference is not None else NAN
         for values, test in zip(rows["values"], tested, strict=True)
     ]
+    # by more than the reference's own seed spread: a plain-language reading beside the test
+    spread = 0.0 if reference is None or missing(reference["std"]) else reference["std"]
+    rows["beats_reference"] = [
+        bool(s * (mean - reference["mean"]) > spread) if test and reference is not None else None
+        for mean, s, test in zip(rows["mean"], sign, tested, strict=True)
+    ]
     rows["p_holm"] = holm(rows["p_vs_reference"].tolist())
     rows["significant"] = rows["p_holm"].map(lambda p: None if math.isnan(p) else bool(p < ALPHA))
 

@@ -87,6 +87,11 @@ def _p(row: pd.Series) -> str:
     return shown + (SIGNIFICANT if value < ALPHA else "")
 
 
+def _beats(row: pd.Series) -> str:
+    value = row["beats_reference"]
+    return "" if missing(value) else ("yes" if value else "no")
+
+
 def _paper(row: pd.Series) -> str:
     return "" if missing(row["paper"]) else number(row["paper"], row["decimals"])
 
@@ -121,6 +126,9 @@ COLUMNS: list[Column] = [
     Column("gain", "gain", _gain),
     Column("gap_closed", "gap closed", _gap),
     Column("p_holm", "p vs ref", _p),
+    Column("beats_reference", "beats ref by > 1 std", _beats, numeric=False, terminal=False,
+           footnote="beats ref by > 1 std = whether the row's mean is better than the reference row's (marked "
+                    "'ref') by more than that row's seed std: a plain reading beside the test, not a test"),
     Column("tuned_values", "tuned values", numeric=False, optional=True, terminal=False,
            footnote="tuned values = what the method's study chose, on val, for every seed of the row"),
     Column("tuning_val_gain", "tuning Δval",
