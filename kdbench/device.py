@@ -6,8 +6,8 @@ no task or method names a device. Checkpoints are written from wherever the mode
 always read to the CPU first, so a teacher cached on a GPU machine loads on a CPU one.
 
 Mixed precision runs the forward passes under ``torch.autocast``; the losses that compare
-distributions (log-softmax, KL) are computed in fp32 whatever the precision (``soft_targets``
-casts), because bf16's 8-bit mantissa turns small KL terms into noise.
+distributions (log-softmax, KL) are computed in fp32 whatever the precision (the engine hands
+methods ``full_precision`` outputs), because bf16's 8-bit mantissa turns small KL terms into noise.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ class ClassificationTask(Task):
         self.splits = splits
         self.recipes = recipes
         self.augmentations = augmentations or {}
+        self._subsets: dict[int, torch.Tensor] = {}
         self.info = {"input_shape": tuple(splits["train"][0].shape[1:]), "num_classes": num_classes, **info}
 
     @property
@@ -59,7 +60,7 @@ class ClassificationTask(Task):
         size = recipe.batch_size if training else EVAL_BATCH
         positions = torch.arange(len(y))
         if training and split == "train" and recipe.train_examples is not None:
-            positions = stratified_subset(y, recipe.train_examples)
+            positions = self._subset(recipe.train_examples)
         if generator is not None:
             positions = positions[torch.randperm(len(positions), generator=generator)]
         augment = None
@@ -71,6 +72,12 @@ class ClassificationTask(Task):
             if augment is not None:
                 inputs = augment(inputs, generator)
             yield {"x": inputs, "y": y[index], "index": index}
+
+    def _subset(self, count: int) -> torch.Tensor:
+        """The training subset of ``count`` examples, drawn once per task (every epoch asks for it)."""
+        if count not in self._subsets:
+            self._subsets[count] = stratified_subset(self.splits["train"][1], count)
+        return self._subsets[count]
 
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(output, batch["y"])

@@ -92,15 +92,15 @@ def wall_time(records: list[RunRecord], trials: list[RunRecord], tuned: bool) ->
     """What the page says the suite cost: time with a run going, per part (the runs at defaults, the
     tuning trials and the runs at tuned values), so a reader can budget a rerun."""
     untuned = protocol_runs(records, tuned=False)
-    parts = [f"runs at defaults {duration(busy_seconds(untuned))} ({len(untuned)} runs)"]
-    total = busy_seconds(untuned)
+    parts = [("runs at defaults", busy_seconds(untuned), f"{len(untuned)} runs")]
     if tuned:
         chosen = [r for r in records if r.tags.get("kdbench.tuned")]
-        counted = [r for r in trials if r.tags.get("kdbench.role") == "trial"]
-        parts += [f"tuning {duration(busy_seconds(trials))} ({len(counted)} trials)",
-                  f"runs at tuned values {duration(busy_seconds(chosen))} ({len(chosen)} runs)"]
-        total += busy_seconds(trials) + busy_seconds(chosen)
-    return (f"wall time {duration(total)}: " + ", ".join(parts)
+        counted = sum(r.tags.get("kdbench.role") == "trial" for r in trials)
+        parts += [("tuning", busy_seconds(trials), f"{counted} trials"),
+                  ("runs at tuned values", busy_seconds(chosen), f"{len(chosen)} runs")]
+    total = sum(seconds for _, seconds, _ in parts)
+    return (f"wall time {duration(total)}: " + ", ".join(f"{name} {duration(seconds)} ({count})"
+                                                       for name, seconds, count in parts)
             + " — time with at least one run going, from the runs' MLflow start and end times")
 
 
