@@ -98,7 +98,7 @@ def test_kd_loss_and_gradient_in_bf16_match_fp32_when_the_loss_is_taken_in_fp32(
     assert cosine > 0.99 and (grad16 - grad32).norm() / grad32.norm() < 0.1
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("precision", ["bf16", pytest.param("fp16", marks=pytest.mark.slow)])
 def test_a_reduced_precision_recipe_trains_on_the_cpu_with_finite_losses(tiny_suite, cli, isolated: Path,
                                                                          precision: str):
     from kdbench.tracking import Tracker
@@ -173,6 +173,7 @@ def test_channels_last_places_convolutions_in_that_layout():
     assert placed.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow  # three spawned interpreters: kept out of the default run's ten minutes
 def test_the_process_pool_gives_each_worker_one_gpu_in_turn():
     from kdbench.executors.process_pool import ProcessPool, _Worker
 
