@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     signal.signal(signal.SIGTERM, _interrupt)  # a polite kill stops like Ctrl-C: the current run is marked KILLED
-    # publishing downloads every row's pictures: MLflow's bar per download would bury our own output
+    # publishing downloads every row's pictures and samples: MLflow's bar per download would bury our own output
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return args.handler(args)
@@ -395,7 +395,7 @@ def _publish(args: argparse.Namespace) -> int:
     for suite, board, tracker in boards:
         folder = args.out / suite.name
         written = publish_suite(board, folder, stamp, tracker.history, suite.description, tracker.pictures,
-                                registry.manager.hook, allow_dirty=args.allow_dirty,
+                                tracker.samples, registry.manager.hook, allow_dirty=args.allow_dirty,
                                 modalities={**known, **task_modalities(tracker.runs())},
                                 defaults=defaults.get(suite.name))
         print(f"{suite.name}: {len(written)} files in {folder}")

@@ -19,7 +19,7 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,8 +39,9 @@ from kdbench.teacher_cache import TeacherCache
 from kdbench.tracking import RunRecord, Tracker
 from kdbench.training import TrainContext, train
 
-PICTURE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.png")
-"""Pictures become artifact and published file names: no folders, no markup."""
+PLAIN_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+"""A task's pictures and samples become artifact names, and published file names and headings: no
+folders, no markup."""
 
 
 @dataclass
@@ -269,16 +270,19 @@ class Runner:
     def _evaluate(self, combination: Combination, run: Run, trained: nn.Module,
                   networks: list[nn.Module]) -> dict[str, float]:
         """Metrics on the run's split — test, or val for a tuning trial — (fidelity against a single
-        teacher), and the task's pictures of a test evaluation, logged with the run."""
+        teacher), and the task's pictures and samples of a test evaluation, logged with the run."""
         task, role, split = run.task, "teacher" if run.role == "teacher" else "student", combination.split
         reference = networks[0] if len(networks) == 1 else None
         metrics = {f"{split}_{k}": v for k, v in task.evaluate(trained, split, role, reference=reference).items()}
-        pictures = task.pictures(trained, role) if split == "test" else {}
-        for name in pictures:
-            if not PICTURE_NAME.fullmatch(name):
-                raise ValueError(f"task {run.task_spec.name}: picture name {name!r} is not a plain .png name")
+        if split != "test":
+            return metrics
+        pictures, samples = task.pictures(trained, role), task.text_samples(trained, role)
+        _check_names(run, "picture", pictures, ".png")
+        _check_names(run, "sample", samples, ".txt")
         if pictures:
             self.tracker.log_pictures(run.run_id, pictures)
+        if samples:
+            self.tracker.log_samples(run.run_id, samples)
         return metrics
 
     def _measure(self, run: Run, trained: nn.Module, networks: list[nn.Module],
@@ -303,6 +307,13 @@ class Runner:
             return self._placed(combination.model_spec.build(combination.task), combination.recipe)
         spec = self.registry.students.entries.get(name) or self.registry.teachers.get(name)
         return self._placed(spec.build(combination.task), combination.recipe)
+
+
+def _check_names(run: Run, what: str, names: Iterable[str], suffix: str) -> None:
+    """Fail the run on a task's artifact name that could leave its folder or carry markup."""
+    for name in names:
+        if not re.fullmatch(PLAIN_NAME + re.escape(suffix), name):
+            raise ValueError(f"task {run.task_spec.name}: {what} name {name!r} is not a plain {suffix} name")
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -33,6 +33,10 @@ class Task(ABC):
     higher_is_better: ClassVar[bool] = True
     inputs: ClassVar[dict[str, str]] = {"teacher": "x", "student": "x"}
     """Which batch entry each role's model reads."""
+    cache_dtype: ClassVar[torch.dtype | None] = None
+    """The dtype cached teacher outputs are kept in (``None``: the teacher's own). A language model's
+    distributions over every training position are large; in float16 they take half the memory,
+    and are handed to methods as float32."""
     trains_on_subsets: ClassVar[bool] = False
     """Whether ``batches`` honours ``recipe.train_examples``; a suite asking it of a task that does
     not is refused before anything runs."""
@@ -82,6 +86,26 @@ class Task(ABC):
         leaderboard shows each row's first run's pictures. Default: none.
         """
         return {}
+
+    def text_samples(self, model: nn.Module, role: str) -> dict[str, str]:
+        """Text worth keeping with a run, by file name (``generated.txt``): generated text,
+        predictions put in words — what a reader would rather read than see as a number (a
+        perplexity says how likely the text is, not whether it makes sense).
+
+        Called once after the test evaluation, like ``pictures``. The runner logs them as the
+        run's ``samples/`` artifacts (UTF-8), and the published leaderboard shows the start of each
+        row's samples, from its lowest seed that has any. Default: none.
+        """
+        return {}
+
+    def generate(self, model: nn.Module, batch: Batch, generator: torch.Generator, **options: Any) -> Batch:
+        """A batch whose targets ``model`` wrote itself from ``batch``'s inputs — a language model's
+        continuations of prompts cut from the batch's windows — with ``mask`` marking the written
+        positions and no ``index`` (its inputs are new). What sequence-level KD trains on when it
+        is the teacher writing, and on-policy methods when it is the student; ``options`` are the
+        method's sampling settings, drawn from ``generator``. Only a kind whose models write
+        implements it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot generate: its kind's models do not write")
 
     def has_split(self, split: str) -> bool:
         """Whether ``split`` exists and is non-empty (a task may have no validation split)."""

@@ -1,8 +1,11 @@
 """A frozen teacher as a method sees it: its outputs on training batches, and its network only when declared.
 
 A method says what it reads from the teacher (``Method.needs``), and this handle holds it to
-that. ``outputs(batch)`` answers the teacher's output on a batch the task's training view
-prepared — all a black-box (``logits``) method may have, so its features are hidden; a
+that. ``generate(batch)`` answers what the teacher writes (a language model's continuations of
+the batch's prompts) — all a ``samples`` method may have, so sequence-level KD provably learns
+from text and never from a distribution. ``outputs(batch)`` answers the teacher's output on a
+batch the task's training view prepared — all a black-box (``logits``) method may have, so its
+features are hidden; a
 ``features`` method sees the named features too; only a ``model`` method may take the network
 itself (to run it on inputs it makes: noised samples, its own trajectories, its weights as
 a start). A method that reads more than it declared stops its run with ``ContractError``,
@@ -17,6 +20,7 @@ what training the student alone costs. Otherwise the teacher runs on every batch
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +29,7 @@ from kdbench.model import ModelOutput
 from kdbench.model_call import call_model
 from kdbench.task import Batch, Task
 
-NEEDS = ("none", "logits", "features", "model")
+NEEDS = ("none", "samples", "logits", "features", "model")
 """What a method may read from a teacher, each including what comes before it."""
 
 
@@ -94,6 +98,12 @@ class Teacher:
         return self._cacheable
 
     @torch.no_grad()
+    def generate(self, batch: Batch, generator: torch.Generator, **options: Any) -> Batch:
+        """What the teacher writes from ``batch`` (``Task.generate``, with the method's sampling
+        ``options``): every method with a teacher may read this much."""
+        return self.task.generate(self._network, batch, generator, **options)
+
+    @torch.no_grad()
     def _precompute(self) -> torch.Tensor | None:
         rows: list[torch.Tensor] = []
         indices: list[torch.Tensor] = []
@@ -108,8 +118,8 @@ class Teacher:
         if device.type == "cuda":
             needed = rows[0].element_size() * torch.Size(shape).numel()
             device = device if needed < torch.cuda.mem_get_info(device)[0] // 4 else torch.device("cpu")
-        table = torch.empty(shape, dtype=rows[0].dtype, device=device)
-        table[torch.cat(indices).to(device)] = torch.cat(rows).to(device)
+        table = torch.empty(shape, dtype=self.task.cache_dtype or rows[0].dtype, device=device)
+        table[torch.cat(indices).to(device)] = torch.cat(rows).to(device, table.dtype)
         return table
 
     @torch.no_grad()
@@ -119,9 +129,14 @@ class Teacher:
         A training batch's ``index`` says which rows of the table answer it; a view that changes
         a batch's inputs drops the index, and the teacher then runs on them.
         """
+        if self.needs == "samples":
+            raise ContractError(f"method {self.method} declares needs = 'samples' but read the teacher's outputs; "
+                                "declare needs = 'logits'")
         table = self.table if "index" in batch else None  # a batch without an index is no training batch
         if table is not None:
             rows = table[batch["index"].to(table.device)].to(batch["index"].device, non_blocking=True)
+            if self.task.cache_dtype is not None:
+                rows = rows.float()
             return ModelOutput(rows, HiddenFeatures(self.method))
         out = call_model(self._network, self.task.model_input(batch, "teacher"))
         return out if self.needs != "logits" else ModelOutput(out.output, HiddenFeatures(self.method))

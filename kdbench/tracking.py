@@ -132,24 +132,40 @@ class Tracker:
 
     def log_pictures(self, run_id: str, pictures: dict[str, bytes]) -> None:
         """Store PNG images as the run's ``pictures/`` artifacts."""
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as folder:
-            for name, data in pictures.items():
-                path = Path(folder) / name
-                path.write_bytes(data)
-                self.client.log_artifact(run_id, str(path), "pictures")
+        self._log_files(run_id, "pictures", pictures)
 
     def pictures(self, run_id: str) -> dict[str, bytes]:
         """The run's ``pictures/`` artifacts, by file name."""
+        return self._files(run_id, "pictures", ".png")
+
+    def log_samples(self, run_id: str, samples: dict[str, str]) -> None:
+        """Store text as the run's ``samples/`` artifacts, UTF-8 whatever the locale (generated text
+        is anyone's language)."""
+        self._log_files(run_id, "samples", {name: text.encode("utf-8") for name, text in samples.items()})
+
+    def samples(self, run_id: str) -> dict[str, str]:
+        """The run's ``samples/`` artifacts, by file name."""
+        return {name: data.decode("utf-8") for name, data in self._files(run_id, "samples", ".txt").items()}
+
+    def _log_files(self, run_id: str, folder: str, files: dict[str, bytes]) -> None:
         import tempfile
 
-        names = [a.path for a in self.client.list_artifacts(run_id, "pictures") if a.path.endswith(".png")]
+        with tempfile.TemporaryDirectory() as local:
+            for name, data in files.items():
+                path = Path(local) / name
+                path.write_bytes(data)
+                self.client.log_artifact(run_id, str(path), folder)
+
+    def _files(self, run_id: str, folder: str, suffix: str) -> dict[str, bytes]:
+        """The run's artifacts under ``folder`` whose names end in ``suffix``, by file name."""
+        import tempfile
+
+        names = [a.path for a in self.client.list_artifacts(run_id, folder) if a.path.endswith(suffix)]
         if not names:
             return {}
-        with tempfile.TemporaryDirectory() as folder:
-            local = Path(self.client.download_artifacts(run_id, "pictures", folder))
-            return {Path(name).name: (local / Path(name).name).read_bytes() for name in names}
+        with tempfile.TemporaryDirectory() as local:
+            downloaded = Path(self.client.download_artifacts(run_id, folder, local))
+            return {Path(name).name: (downloaded / Path(name).name).read_bytes() for name in names}
 
     def end(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)

@@ -28,6 +28,7 @@ from kdbench.leaderboard.columns import (
     footnotes,
     under_trained,
 )
+from kdbench.leaderboard.samples import RowSamples
 
 STYLE = """
 :root { --ink: #1f2328; --muted: #59636e; --line: #d1d9e0; --band: #f6f8fa; --ref: #fff8e6;
@@ -64,6 +65,10 @@ figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 
          background: #fff; }
 figure img { max-width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: 12px; margin-top: 4px; max-width: 760px; }
+h3 { font-size: 15px; margin: 18px 0 6px; } .sample-name { margin: 8px 0 2px; font-weight: 600; }
+.sample-name span, .sample-note { color: var(--muted); font-weight: normal; font-size: 13px; }
+pre.sample { margin: 0; padding: 8px 10px; border: 1px solid var(--line); border-radius: 6px;
+             background: var(--band); white-space: pre-wrap; overflow-wrap: anywhere; max-width: 1100px; }
 a { color: var(--accent); }
 #suites td { white-space: normal; min-width: 6em; }
 """
@@ -155,9 +160,11 @@ def _row_classes(rows: pd.DataFrame) -> list[str]:
 
 
 def render(board: Board, stamp: str, description: str = "",
-           images: Sequence[tuple[str, bytes]] = (), defaults: Board | None = None) -> str:
+           images: Sequence[tuple[str, bytes]] = (), defaults: Board | None = None,
+           samples: Sequence[RowSamples] = ()) -> str:
     """The suite's page; ``images`` are (caption, PNG bytes) pairs, inlined as data URIs;
-    ``defaults``: on a tuned page, the same suite's untuned board, shown as a second table."""
+    ``defaults``: on a tuned page, the same suite's untuned board, shown as a second table;
+    ``samples``: each row's text samples, escaped into ``<pre>`` blocks under a heading per row."""
     shown = columns(board)
     rule = checkpoint_rule(board)
     parts = [
@@ -197,7 +204,22 @@ def render(board: Board, stamp: str, description: str = "",
                   f'{base64.b64encode(png).decode()}"><figcaption>{escape(caption)}</figcaption></figure>'
                   for caption, png in images]
         parts.append("</div>")
+    if samples:
+        parts.append("<h2>Samples</h2>")
+        parts += [_samples(row) for row in samples]
     return page(f"kdbench · {board.suite}", "\n".join(p for p in parts if p))
+
+
+def _samples(row: RowSamples) -> str:
+    """One row's samples: its heading, then each sample's name, where it was cut, and its text."""
+    parts = [f"<h3>{escape(row.heading)}</h3>"]
+    for sample in row.samples:
+        note = f" <span>— {escape(sample.note())}</span>" if sample.note() else ""
+        parts.append(f'<p class="sample-name">{escape(sample.name)}{note}</p>'
+                     f'<pre class="sample">{escape(sample.text)}</pre>')
+    if row.note():
+        parts.append(f'<p class="sample-note">{escape(row.note())}</p>')
+    return "\n".join(parts)
 
 
 def _link(folder: str, name: str, text: str) -> Html:

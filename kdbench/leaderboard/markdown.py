@@ -23,6 +23,7 @@ from kdbench.leaderboard.columns import (
     title,
     under_trained,
 )
+from kdbench.leaderboard.samples import RowSamples
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 """Characters that start inline formatting, links, or split a table cell."""
@@ -47,13 +48,23 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]],
     return "\n".join(lines)
 
 
+def fenced(text: str) -> str:
+    """``text`` as a code block that shows it literally: markup and HTML inert, and a fence longer
+    than any run of backticks inside, so the text cannot close it."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    body = text if text.endswith("\n") else text + "\n"
+    return f"{fence}text\n{body}{fence}"
+
+
 def render(board: Board, stamp: str, description: str = "",
-           plots: Sequence[tuple[str, str]] = (), defaults: Board | None = None) -> str:
+           plots: Sequence[tuple[str, str]] = (), defaults: Board | None = None,
+           samples: Sequence[RowSamples] = ()) -> str:
     """The suite's page: header and stamp (and any under-trained baseline), the table, footnotes,
-    failures, cross-task, plots.
+    failures, cross-task, plots, samples.
 
     ``plots`` are (caption, relative path) pairs, linked so the page renders on GitHub.
     ``defaults``: on a tuned page, the same suite's untuned board, shown as a second table.
+    ``samples``: each row's text samples, as code blocks under a heading per row.
     """
     shown = columns(board)
     parts = [
@@ -82,4 +93,13 @@ def render(board: Board, stamp: str, description: str = "",
     if plots:
         parts.append("## Plots")
         parts += [f"![{escape(caption)}]({path})" for caption, path in plots]
+    if samples:
+        parts.append("## Samples")
+        for row in samples:
+            parts.append(f"### {escape(row.heading)}")
+            for sample in row.samples:
+                parts += [f"**{escape(sample.name)}**" + (f" — {escape(sample.note())}" if sample.note() else ""),
+                          fenced(sample.text)]
+            if row.note():
+                parts.append(f"*{escape(row.note())}*")
     return "\n\n".join(parts) + "\n"

@@ -36,6 +36,7 @@ from kdbench.leaderboard.board import INTERNAL, Board
 from kdbench.leaderboard.columns import checkpoint_rule, columns, footnotes
 from kdbench.leaderboard.pictures import Fetch, publish_pictures
 from kdbench.leaderboard.plots import History, plot_group
+from kdbench.leaderboard.samples import SampleFetch, publish_samples
 from kdbench.provenance import checkout_root, git_commit, kdbench_version
 from kdbench.tracking import RunRecord
 
@@ -132,12 +133,13 @@ def command_line(argv: Sequence[str], root: Path | None = None) -> str:
 
 
 def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
-                  description: str = "", pictures: Fetch | None = None,
+                  description: str = "", pictures: Fetch | None = None, samples: SampleFetch | None = None,
                   hook: pluggy.HookRelay | None = None, allow_dirty: bool = False,
                   modalities: Mapping[str, str] | None = None, defaults: Board | None = None) -> list[Path]:
     """Write the suite's files into ``folder``; returns the paths written.
 
     ``pictures`` fetches a run's pictures (``Tracker.pictures``); each row's first run's are shown.
+    ``samples`` fetches a run's text samples (``Tracker.samples``); the start of each row's first run's is shown.
     ``hook``: the plugin manager's hook relay, for the plugins' plots.
     ``allow_dirty``: publish runs made from uncommitted code (refused otherwise), saying so in the stamp.
     ``modalities``: each task's modality (``task_modalities``), kept in the JSON for the index's
@@ -153,6 +155,7 @@ def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
     plots = [plot for rows in board.groups() for plot in plot_group(rows, history, folder, board.runs, hook)]
     if pictures is not None:
         plots += publish_pictures(board, folder, pictures)
+    texts = publish_samples(board, samples) if samples is not None else []
     exported = rows_frame(board)
     exported.to_csv(folder / "leaderboard.csv", index=False, encoding="utf-8")
     record = {
@@ -175,9 +178,9 @@ def publish_suite(board: Board, folder: Path, stamp: Stamp, history: History,
     if defaults is not None:
         record["defaults"] = {"protocol": defaults.protocol, "rows": _records(rows_frame(defaults))}
     _write(folder / "leaderboard.json", json.dumps(record, indent=1, default=_plain) + "\n")
-    _write(folder / "leaderboard.md", markdown.render(board, stamp.line(), description, plots, defaults))
+    _write(folder / "leaderboard.md", markdown.render(board, stamp.line(), description, plots, defaults, texts))
     images = [(caption, (folder / name).read_bytes()) for caption, name in plots]
-    _write(folder / "leaderboard.html", html.render(board, stamp.line(), description, images, defaults))
+    _write(folder / "leaderboard.html", html.render(board, stamp.line(), description, images, defaults, texts))
     return [folder / name for name in FILES] + [folder / name for _, name in plots]
 
 

@@ -12,10 +12,15 @@ from kdbench_methods.soft_targets import check_soft_target_params, soft_target_l
 
 
 class KD(Method):
-    """Soft targets at temperature T, weighted α against the hard-label loss."""
+    """Soft targets at temperature T, weighted α against the hard-label loss.
+
+    On a language model's batches the same loss is taken token by token (as DistilGPT2 does):
+    each real position's next-token distribution is one row, padding left out by the batch's
+    ``mask``.
+    """
 
     name = "kd"
-    kinds = ("classification",)
+    kinds = ("classification", "language-modeling")
     scheme = "offline"
     needs = "logits"
     defaults = {"T": 4.0, "alpha": 0.9}
@@ -30,6 +35,6 @@ class KD(Method):
 
     def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
         teacher = teachers[0]
-        soft = soft_target_loss(student.output, teacher.output, self.T, reverse=self.reverse)
+        soft = soft_target_loss(student.output, teacher.output, self.T, reverse=self.reverse, mask=batch.get("mask"))
         hard = self.task.loss(student.output, batch)
         return {"kd": self.alpha * soft, "task": (1 - self.alpha) * hard}

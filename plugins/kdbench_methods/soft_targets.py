@@ -15,22 +15,29 @@ import torch.nn.functional as F
 
 
 def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """KL(p ‖ q) summed over classes and averaged over the batch; rows are log-distributions."""
+    """KL(p ‖ q) summed over classes and averaged over rows; rows are log-distributions."""
     return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
 
 
 def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
-                     reverse: bool = False) -> torch.Tensor:
-    """KL between teacher and student distributions at temperature T, batch-averaged, times T².
+                     reverse: bool = False, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """KL between teacher and student distributions at temperature T, averaged over rows, times T².
 
     Forward (Hinton et al. 2015) is KL(teacher ‖ student): the student must cover every class
     the teacher gives mass to. ``reverse`` gives KL(student ‖ teacher), which is mode-seeking:
     the student may ignore small teacher probabilities but is punished for mass the teacher
     lacks (Gu et al.'s argument for MiniLLM). The T² factor keeps the soft term's gradients
     the same size as the hard term's when T changes (the gradient of the KL scales as 1/T²).
+
+    Logits are [..., classes]: a row per sample, or per position of a sequence (a language
+    model's next-token distributions, token-level KD as DistilGPT2 and MiniLLM take it), with
+    ``mask`` selecting the rows that count (a sequence's real positions, not its padding).
     """
-    log_student = F.log_softmax(student_logits / temperature, dim=1)
-    log_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
+    if mask is not None:
+        student_logits, teacher_logits = student_logits[mask], teacher_logits[mask]
+    classes = student_logits.shape[-1]
+    log_student = F.log_softmax(student_logits.reshape(-1, classes) / temperature, dim=-1)
+    log_teacher = F.log_softmax(teacher_logits.reshape(-1, classes) / temperature, dim=-1)
     if reverse:
         return kl_divergence(log_student, log_teacher) * temperature**2
     return kl_divergence(log_teacher, log_student) * temperature**2

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-TIMED = re.compile(r"latency|wall_time|sample_ms")
+TIMED = re.compile(r"latency|wall_time|sample_ms|tokens_per_s")
 """Metric names that hold a measured time."""
 
 

@@ -1,0 +1,88 @@
+"""Language models: character-level decoders on Jane Austen's novels, the Shakespeare texts as a
+second domain, and the token-level and sequence-level distillation methods of the LM literature.
+
+The plugin declares the ``language-modeling`` kind (bits per character, lower is better; the
+student alone as baseline, token-level KD as reference) and registers its task, models, corpora
+and methods; the library's ``kd`` and ``kd-reverse`` serve this kind as well, token by token.
+"""
+
+from __future__ import annotations
+
+from kdbench import DatasetSpec, Kind, Method, Metric, ModelSpec, Recipe, TaskSpec, hookimpl
+from kdbench_text import models
+from kdbench_text.corpus import AUSTEN, SHAKESPEARE, CharVocabulary, read_corpus
+from kdbench_text.gkd import GKD
+from kdbench_text.minillm import MiniLLM
+from kdbench_text.seq_kd import SeqKD
+from kdbench_text.task import LanguageModelingTask, task_options
+
+RECIPE = Recipe(epochs=1, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.1, schedule="cosine")
+"""nanoGPT's character-level recipe (config/train_shakespeare_char.py: AdamW at 1e-3, weight decay
+0.1, batch 64), run for whole passes over the training windows with a cosine decay per epoch."""
+
+LANGUAGE_MODELING = Kind(
+    "language-modeling", baseline="student-only", reference="kd",
+    metrics=(
+        Metric("bpc", higher_is_better=False, positive=True, decimals=3,
+               description="bits per character on the held-out Austen test text"),
+        Metric("perplexity", higher_is_better=False, positive=True, label="perplexity", decimals=3,
+               description="per-character perplexity on the test text, 2^bpc"),
+        Metric("*_bpc", higher_is_better=False, positive=True),
+        Metric("shakespeare_bpc", higher_is_better=False, positive=True, label="Shakespeare bpc", decimals=3,
+               description="bits per character on the Shakespeare test text, a domain never trained on"),
+        Metric("teacher_nll", higher_is_better=False, positive=True, label="teacher NLL of samples", decimals=3,
+               description="the teacher's NLL (nats per character) of the model's continuations of 32 held-out "
+                           "prompts, sampled at temperature 1: does the student write what the teacher would"),
+        Metric("distinct_2", higher_is_better=True, label="distinct-2", decimals=3,
+               description="unique word bigrams over all word bigrams of those continuations"),
+        Metric("tokens_per_s", higher_is_better=True, positive=True, label="tokens/s", decimals=0,
+               description="characters generated per second, one stream on one CPU thread, key-value cached"),
+    ),
+    description="Next-character prediction; the metrics of LanguageModelingTask.",
+)
+
+
+def build_austen(**options: object) -> LanguageModelingTask:
+    vocabulary = CharVocabulary()
+    limit = options["chars_per_document"]
+    transfer = options["transfer"]
+    return LanguageModelingTask(
+        read_corpus("austen", vocabulary, limit), vocabulary, {"teacher": RECIPE, "student": RECIPE},
+        context=options["context"], val_windows=options["val_windows"], prompts=options["prompts"],
+        prompt_chars=options["prompt_chars"], continuation=options["continuation"],
+        temperature=options["temperature"],
+        transfer=read_corpus(transfer, vocabulary, limit) if transfer else None,
+        transfer_windows=options["transfer_windows"])
+
+
+@hookimpl
+def kdbench_kinds() -> list[Kind]:
+    return [LANGUAGE_MODELING]
+
+
+@hookimpl
+def kdbench_tasks() -> list[TaskSpec]:
+    return [TaskSpec("austen", "language-modeling", "text", build_austen,
+                     "Jane Austen's six novels, characters; each novel 80/10/10 by position; Shakespeare's "
+                     "test parts scored for transfer", options=task_options())]
+
+
+@hookimpl
+def kdbench_teachers() -> list[ModelSpec]:
+    """gpt-char-s teaches too: a small teacher for quick checks (the smoke suite)."""
+    return [models.GPT_CHAR_2M, models.GPT_CHAR_S]
+
+
+@hookimpl
+def kdbench_students() -> list[ModelSpec]:
+    return [models.GPT_CHAR_S, models.GPT_CHAR_XS]
+
+
+@hookimpl
+def kdbench_datasets() -> list[DatasetSpec]:
+    return [AUSTEN, SHAKESPEARE]
+
+
+@hookimpl
+def kdbench_methods() -> list[type[Method]]:
+    return [GKD, MiniLLM, SeqKD]
