@@ -312,3 +312,22 @@ def test_seq_kd_learns_from_a_black_box_teacher_and_its_sample_is_published(cli,
     assert code == 0, out + err
     page = (isolated / "results" / "text-black-box" / "leaderboard.md").read_text()
     assert "[written]" in page and "Shakespeare bpc" in page
+
+
+def test_the_writing_speed_up_divides_by_the_teachers_generation_speed():
+    import pandas as pd
+
+    from kdbench_text.columns import writing_speedup
+
+    runs = pd.DataFrame([
+        {"run_id": "t0", "task": "austen", "teacher": "big", "role": "teacher", "test_tokens_per_s": 100.0},
+        {"run_id": "t1", "task": "austen", "teacher": "big", "role": "teacher", "test_tokens_per_s": 300.0},
+        {"run_id": "s0", "task": "austen", "teacher": "big", "role": "distill", "test_tokens_per_s": 500.0},
+        {"run_id": "s1", "task": "austen", "teacher": "big", "role": "distill", "test_tokens_per_s": 700.0},
+    ])
+    rows = pd.DataFrame([{"task": "austen", "teacher": "big", "run_ids": ["t0", "t1"]},
+                         {"task": "austen", "teacher": "big", "run_ids": ["s0", "s1"]},
+                         {"task": "austen", "teacher": "other", "run_ids": ["s0"]}])
+    (column, values), = writing_speedup(runs, rows)
+    assert values == ["1.0×", "3.0×", ""]  # (500 + 700) / 2 over (100 + 300) / 2; no teacher, no figure
+    assert writing_speedup(runs.drop(columns="test_tokens_per_s"), rows) is None

@@ -8,8 +8,11 @@ and methods; the library's ``kd`` and ``kd-reverse`` serve this kind as well, to
 
 from __future__ import annotations
 
-from kdbench import DatasetSpec, Kind, Method, Metric, ModelSpec, Recipe, TaskSpec, hookimpl
+from typing import Any
+
+from kdbench import Column, DatasetSpec, Kind, Method, Metric, ModelSpec, Recipe, TaskSpec, hookimpl
 from kdbench_text import models
+from kdbench_text.columns import writing_speedup
 from kdbench_text.corpus import AUSTEN, SHAKESPEARE, CharVocabulary, read_corpus
 from kdbench_text.gkd import GKD
 from kdbench_text.minillm import MiniLLM
@@ -86,3 +89,8 @@ def kdbench_datasets() -> list[DatasetSpec]:
 @hookimpl
 def kdbench_methods() -> list[type[Method]]:
     return [GKD, MiniLLM, SeqKD]
+
+
+@hookimpl
+def kdbench_leaderboard_columns(runs: Any, rows: Any) -> list[tuple[Column, list[str]]] | None:
+    return writing_speedup(runs, rows)
