@@ -316,7 +316,6 @@ def test_seq_kd_learns_from_a_black_box_teacher_and_its_sample_is_published(cli,
 
 def test_the_writing_speed_up_divides_by_the_teachers_generation_speed():
     import pandas as pd
-
     from kdbench_text.columns import writing_speedup
 
     runs = pd.DataFrame([
