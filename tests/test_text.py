@@ -312,6 +312,7 @@ def test_seq_kd_learns_from_a_black_box_teacher_and_its_sample_is_published(cli,
     assert code == 0, out + err
     page = (isolated / "results" / "text-black-box" / "leaderboard.md").read_text()
     assert "[written]" in page and "Shakespeare bpc" in page
+    assert "Open Knowledge Foundation, licensed under CC BY 2.5" in page  # the attribution its licence asks for
 
 
 def test_the_writing_speed_up_divides_by_the_teachers_generation_speed():

@@ -10,6 +10,7 @@ validates, the last 10 % tests, so no test sentence has a neighbour in training.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -92,6 +93,23 @@ SHAKESPEARE = DatasetSpec(
 CORPORA = {spec.name: spec for spec in (AUSTEN, SHAKESPEARE)}
 
 
+class Vocabulary(Protocol):
+    """What a task needs of a tokenisation: text to ids and back, its size, the id of an unknown
+    character (``None`` where every text encodes, as in byte-level BPE), and ``lengths``: how many
+    characters each id stands for, so a loss per id can be turned into one per character."""
+
+    unknown_id: int | None
+
+    def __len__(self) -> int: ...
+
+    def encode(self, text: str) -> torch.Tensor: ...
+
+    def decode(self, ids: torch.Tensor | list[int]) -> str: ...
+
+    @property
+    def lengths(self) -> torch.Tensor: ...
+
+
 class CharVocabulary:
     """Characters to token ids and back: the 81 characters of Austen's novels, and one id for any
     other character (the unknown token), so text from another corpus still encodes.
@@ -117,32 +135,49 @@ class CharVocabulary:
     def decode(self, ids: torch.Tensor | list[int]) -> str:
         return "".join(self.ALPHABET[i] if i < self.unknown_id else self.UNKNOWN for i in map(int, ids))
 
+    @property
+    def lengths(self) -> torch.Tensor:
+        """One character per id (the unknown id too: it stands for one character it could not name)."""
+        return torch.ones(len(self), dtype=torch.long)
+
 
 @dataclass(frozen=True)
 class Corpus:
-    """A corpus as token ids, one tensor per document (novel or play) and split."""
+    """A corpus as token ids, one tensor per document (novel or play) and split, beside the text each
+    tensor encodes."""
 
     name: str
     splits: dict[str, list[torch.Tensor]]
+    texts: dict[str, list[str]]
 
     def characters(self, split: str) -> int:
-        return sum(len(document) for document in self.splits[split])
+        return sum(len(text) for text in self.texts[split])
 
 
-def _split(ids: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {split: ids[round(start * len(ids)):round(end * len(ids))] for split, (start, end) in SPLITS.items()}
+def _split(text: str) -> dict[str, str]:
+    return {split: text[round(start * len(text)):round(end * len(text))] for split, (start, end) in SPLITS.items()}
 
 
-def read_corpus(name: str, vocabulary: CharVocabulary, chars_per_document: int | None = None) -> Corpus:
-    """Every file of dataset ``name`` (checked against its SHA-256), encoded and split by position.
+def read_texts(name: str, chars_per_document: int | None = None) -> dict[str, list[str]]:
+    """Every file of dataset ``name`` (checked against its SHA-256), split by character position: per
+    split, one text per document, in the files' order.
 
+    The split is made on the text, before any tokenisation, so a character model and a subword
+    model of the same corpus train, validate and test on exactly the same characters.
     ``chars_per_document`` keeps only each document's first characters before splitting: a small,
     fast corpus with the same structure, for smoke runs and tests.
     """
     spec = CORPORA[name]
-    splits: dict[str, list[torch.Tensor]] = {split: [] for split in SPLITS}
+    texts: dict[str, list[str]] = {split: [] for split in SPLITS}
     for item in spec.files:
         text = spec.path(item.path).read_text(encoding="utf-8")
-        for split, ids in _split(vocabulary.encode(text[:chars_per_document])).items():
-            splits[split].append(ids)
-    return Corpus(name, splits)
+        for split, part in _split(text[:chars_per_document]).items():
+            texts[split].append(part)
+    return texts
+
+
+def read_corpus(name: str, vocabulary: Vocabulary, chars_per_document: int | None = None) -> Corpus:
+    """Every file of dataset ``name`` (``read_texts``: checked, split by position), each part encoded
+    by ``vocabulary``."""
+    texts = read_texts(name, chars_per_document)
+    return Corpus(name, {split: [vocabulary.encode(text) for text in parts] for split, parts in texts.items()}, texts)

@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kdbench import Batch, Recipe, Task, call_model
-from kdbench_text.corpus import CharVocabulary, Corpus
+from kdbench_text.corpus import Corpus, Vocabulary
 
 SAMPLING_SEED = 0
 """Seeds the evaluation's sampled continuations: every model continues the same prompts from the
@@ -84,21 +84,19 @@ class LanguageModelingTask(Task):
     kind = "language-modeling"
     primary_metric = "bpc"
     higher_is_better = False
-    cache_dtype = torch.float16
-    """Full next-character distributions of every training position, in float16: 82 ids per position
-    keep all of the teacher's mass (a top-k table would drop its tail) at 164 bytes a position,
-    about 0.5 GB for Austen's 3.2 M training characters."""
+    eval_batch_size: ClassVar[int] = 256
+    """Windows per batch when nothing trains (evaluation, the teacher's table)."""
 
-    def __init__(self, corpus: Corpus, vocabulary: CharVocabulary, recipes: dict[str, Recipe], *, context: int,
-                 val_windows: int | None, prompts: int, prompt_chars: int, continuation: int,
+    def __init__(self, corpus: Corpus, vocabulary: Vocabulary, recipes: dict[str, Recipe], *, context: int,
+                 val_windows: int | None, prompts: int, prompt_length: int, continuation: int,
                  temperature: float, transfer: Corpus | None = None, transfer_windows: int | None = None) -> None:
         """``val_windows``: the validation windows scored each epoch (evenly spaced; ``None``: all);
-        ``prompts`` held-out prompts of ``prompt_chars`` characters, each continued by
-        ``continuation`` sampled characters at ``temperature``; ``transfer``: a second corpus whose
-        test part is scored too (``transfer_windows`` of it), for a domain-transfer column."""
+        ``prompts`` held-out prompts of ``prompt_length`` ids, each continued by ``continuation``
+        sampled ids at ``temperature``; ``transfer``: a second corpus whose test part is scored too
+        (``transfer_windows`` of it), for a domain-transfer column."""
         super().__init__()
-        if prompt_chars + continuation > context:
-            raise ValueError(f"a prompt of {prompt_chars} and a continuation of {continuation} characters "
+        if prompt_length + continuation > context:
+            raise ValueError(f"a prompt of {prompt_length} and a continuation of {continuation} ids "
                              f"exceed the context of {context}")
         self.corpus = corpus
         self.vocabulary = vocabulary
@@ -112,10 +110,20 @@ class LanguageModelingTask(Task):
         test_x = self.splits["test"][0]
         full = self.splits["test"][2].all(1).nonzero().flatten()
         chosen = full[torch.linspace(0, len(full) - 1, prompts).round().long()]
-        self.prompts = test_x[chosen, :prompt_chars]
+        self.prompts = test_x[chosen, :prompt_length]
         self.continuation = continuation
         self.temperature = temperature
         self._last_samples: dict[str, str] = {}
+
+    def pack_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The teacher's full next-character distributions, in float16: 82 ids per position keep all of
+        its mass (a top-k table would drop its tail) at 164 bytes a position, about 0.5 GB for
+        Austen's 3.2 M training characters."""
+        return outputs.half()
+
+    def unpack_outputs(self, rows: torch.Tensor) -> torch.Tensor:
+        """Handed to methods as float32 logits, as the teacher computed them less float16's rounding."""
+        return rows.float()
 
     @property
     def num_train(self) -> int:
@@ -131,7 +139,7 @@ class LanguageModelingTask(Task):
         x, y, mask = self.splits[split]
         training = split == "train" and recipe is not None
         order = torch.randperm(len(x), generator=generator) if training else torch.arange(len(x))
-        size = recipe.batch_size if recipe is not None else 256
+        size = recipe.batch_size if recipe is not None else self.eval_batch_size
         for start in range(0, len(order), size):
             index = order[start:start + size]
             batch = {"x": x[index], "y": y[index], "mask": mask[index]}
@@ -162,22 +170,37 @@ class LanguageModelingTask(Task):
         return self.splits["test"][0][:1]
 
     @torch.no_grad()
-    def nll(self, model: nn.Module, split: str) -> float:
-        """Mean negative log-likelihood (nats per character) of ``split``'s real targets."""
-        total, count = 0.0, 0
+    def scores(self, model: nn.Module, split: str) -> tuple[float, int, int]:
+        """The negative log-likelihood (nats) summed over ``split``'s real targets, the number of those
+        targets, and the characters they stand for (the vocabulary's ``lengths`` of the target ids;
+        an unknown character is no target)."""
+        total, count, characters = 0.0, 0, 0
+        lengths = self.vocabulary.lengths
         for batch in self.batches(split, None, None):
             logits = call_model(model, batch["x"]).output
-            mask = batch["mask"] & (batch["y"] != self.vocabulary.unknown_id)
+            mask = batch["mask"]
+            if self.vocabulary.unknown_id is not None:
+                mask = mask & (batch["y"] != self.vocabulary.unknown_id)
             total += token_nll(logits, batch["y"].to(logits.device), mask.to(logits.device)).item()
             count += int(mask.sum())
-        return total / count
+            characters += int(lengths[batch["y"][mask]].sum())
+        return total, count, characters
+
+    def nll(self, model: nn.Module, split: str) -> float:
+        """Mean negative log-likelihood (nats per character) of ``split``'s real targets."""
+        total, _, characters = self.scores(model, split)
+        return total / characters
+
+    def split_metrics(self, model: nn.Module, split: str) -> dict[str, float]:
+        """Bits per character and per-character perplexity of ``split``."""
+        nll = self.nll(model, split)
+        return {"bpc": nll / math.log(2), "perplexity": math.exp(nll)}
 
     def evaluate(self, model: nn.Module, split: str, role: str, reference: nn.Module | None = None
                  ) -> dict[str, float]:
         was_training = model.training
         model.eval()
-        nll = self.nll(model, split)
-        metrics = {"bpc": nll / math.log(2), "perplexity": math.exp(nll)}
+        metrics = self.split_metrics(model, split)
         if split == "test":
             if "transfer" in self.splits:
                 metrics[f"{self.transfer_name}_bpc"] = self.nll(model, "transfer") / math.log(2)
@@ -196,13 +219,18 @@ class LanguageModelingTask(Task):
         sequences = torch.cat([prompts, written], 1)
         logits = call_model(judge, sequences[:, :-1]).output.float()
         start = prompts.shape[1] - 1  # the position whose target is the first written id
-        judged = F.cross_entropy(logits[:, start:].reshape(-1, logits.shape[-1]), written.reshape(-1).to(logits.device))
+        judged = self.judged_nll(logits[:, start:], written.to(logits.device))
         texts = [self.vocabulary.decode(ids) for ids in written.cpu()]
         self._last_samples = {"generated.txt": "\n\n".join(
             f"[prompt] {self.vocabulary.decode(prompt)}\n[written] {text}"
             for prompt, text in zip(self.prompts[:SHOWN_SAMPLES], texts[:SHOWN_SAMPLES], strict=True))}
-        return {"teacher_nll": judged.item(), "distinct_2": distinct(texts),
+        return {"teacher_nll": judged, "distinct_2": distinct(texts),
                 "tokens_per_s": generation_speed(model, prompts[:1], self.continuation)}
+
+    def judged_nll(self, logits: torch.Tensor, written: torch.Tensor) -> float:
+        """The judge's NLL of the written ids [B, L] given its logits at their positions [B, L, V],
+        in nats per character: here an id is a character, so the mean over ids."""
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), written.reshape(-1)).item()
 
     def text_samples(self, model: nn.Module, role: str) -> dict[str, str]:
         """The first continuations the test evaluation wrote, beside their prompts."""
