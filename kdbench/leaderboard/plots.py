@@ -57,14 +57,15 @@ PALETTE = (
     # tab20b's darker and middle shades
     "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#6b6ecf", "#b5cf6b", "#e7ba52", "#d6616b",
     "#ce6dbd",
-    # four web colours none of the above comes near
-    "#000080", "#808000", "#800000", "#008080",
+    # web colours none of the above comes near
+    "#000080", "#808000", "#800000", "#008080", "#ff00ff", "#00ff7f", "#4169e1", "#ff1493",
 )
-"""32 qualitative colours, none grey or black (the references' colours)."""
+"""36 qualitative colours, none grey or black (the references' colours): one for each built-in
+method, and a few to spare for the next ones."""
 BUILT_IN = (
     "kd", "dkd", "fitnets", "at", "crd", "rkd", "nst", "sp", "pkt", "vid", "cc", "ls-kd", "kd-reverse",
     "takd", "dml", "ban", "crd-infonce", "multi-teacher", "dist", "glnn", "lsp", "progressive", "consistency",
-    "score-kd", "rd", "de", "cd", "rrd", "heatmap-kd", "bev-feature", "bev-relation",
+    "score-kd", "rd", "de", "cd", "rrd", "heatmap-kd", "bev-feature", "bev-relation", "gkd", "minillm", "seq-kd",
 )
 """The built-in methods, each given its own palette colour in this order (the classification
 methods, which share plots most, get the most distinct ones). A new built-in method not listed
@@ -80,10 +81,10 @@ def _hashed(name: str, palette: Sequence[str]) -> str:
 
 def colour(method: str, role: str = "method") -> str:
     """The one colour ``method`` is drawn in, on every plot: fixed for the teacher, the baselines and
-    the built-in methods; a name hash into the 32-colour ``PALETTE`` for plugin methods and variants.
+    the built-in methods; a name hash into the 36-colour ``PALETTE`` for plugin methods and variants.
 
     The trade-off: a hashed name can share a colour with another method in the same plot
-    (chance 1/32 for each other method there), which the legends and tick labels still tell
+    (chance 1/36 for each other method there), which the legends and tick labels still tell
     apart. Probing for a free colour per plot would avoid that, but then a method's colour would
     depend on the plot's other methods, which is the inconsistency this function exists to end.
     """
