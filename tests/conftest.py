@@ -19,6 +19,12 @@ BUILT_IN_PLUGINS = ",".join(f"{name}={module}" for name, module in _BUILT_INS.it
 """``KDBENCH_LOAD_PLUGINS`` for the built-in plugins, read from pyproject.toml so that a new one needs no edit here."""
 
 
+def _threads_per_worker() -> int:
+    """The machine's cores shared among pytest-xdist's workers: more threads than cores is slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    return max(1, (os.cpu_count() or 2) // workers)
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in a fresh directory with its own cache, default MLflow store, and the built-in plugins only: an installed
@@ -31,7 +37,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("KDBENCH_PLUGINS", raising=False)
     monkeypatch.setenv("KDBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
     monkeypatch.setenv("KDBENCH_LOAD_PLUGINS", BUILT_IN_PLUGINS)
-    torch.set_num_threads(int(os.environ.get("KDBENCH_THREADS", 2)))
+    torch.set_num_threads(int(os.environ.get("KDBENCH_THREADS", _threads_per_worker())))
     return work
 
 
