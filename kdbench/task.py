@@ -33,10 +33,6 @@ class Task(ABC):
     higher_is_better: ClassVar[bool] = True
     inputs: ClassVar[dict[str, str]] = {"teacher": "x", "student": "x"}
     """Which batch entry each role's model reads."""
-    cache_dtype: ClassVar[torch.dtype | None] = None
-    """The dtype cached teacher outputs are kept in (``None``: the teacher's own). A language model's
-    distributions over every training position are large; in float16 they take half the memory,
-    and are handed to methods as float32."""
     trains_on_subsets: ClassVar[bool] = False
     """Whether ``batches`` honours ``recipe.train_examples``; a suite asking it of a task that does
     not is refused before anything runs."""
@@ -106,6 +102,23 @@ class Task(ABC):
         method's sampling settings, drawn from ``generator``. Only a kind whose models write
         implements it."""
         raise NotImplementedError(f"{type(self).__name__} cannot generate: its kind's models do not write")
+
+    def pack_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """A teacher's outputs on a batch of training samples [B, ...] as its cached table keeps them
+        (``Teacher``: computed once, looked up by ``index``); by default as they are.
+
+        A task whose outputs over the whole training split are too large to keep compresses them
+        here: a character model's distributions in float16, a subword model's 49,152-way
+        distributions as their top-k log-probabilities. ``unpack_outputs`` gives methods back what
+        they expect; the pair decides what a cached teacher answers, so the compression is the
+        task's to state. The result must be a tensor whose first dimension is the batch's.
+        """
+        return outputs
+
+    def unpack_outputs(self, rows: torch.Tensor) -> torch.Tensor:
+        """What methods read from the rows ``pack_outputs`` kept for one batch (float32 logits of
+        the teacher's full shape, for a language model); by default the rows themselves."""
+        return rows
 
     def has_split(self, split: str) -> bool:
         """Whether ``split`` exists and is non-empty (a task may have no validation split)."""

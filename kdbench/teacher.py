@@ -14,7 +14,10 @@ so the black-box check and the output caches can trust the declaration.
 When outputs alone are needed and the training inputs are the same every epoch, the
 teacher's outputs over the training split are computed once (on first use), looked up by
 sample index, and reused by every method of the same teacher; offline KD then costs about
-what training the student alone costs. Otherwise the teacher runs on every batch.
+what training the student alone costs. Otherwise the teacher runs on every batch. The table
+holds the outputs as the task packs them (``Task.pack_outputs``: float16 distributions, top-k
+log-probabilities) and answers them unpacked (``Task.unpack_outputs``), since a language
+model's full distributions over every training position may not fit in memory.
 """
 
 from __future__ import annotations
@@ -105,21 +108,23 @@ class Teacher:
 
     @torch.no_grad()
     def _precompute(self) -> torch.Tensor | None:
-        rows: list[torch.Tensor] = []
-        indices: list[torch.Tensor] = []
+        """The table: each training batch's outputs as the task packs them (``Task.pack_outputs``),
+        written into it batch by batch, so what is ever held is the packed table and one batch's
+        outputs — never the whole split at the teacher's own size."""
+        table: torch.Tensor | None = None
         for batch in self.task.batches("train", None, None):
             output = call_model(self._network, self.task.model_input(batch, "teacher")).output
             if not isinstance(output, torch.Tensor):
                 return None  # structured outputs are not cached
-            rows.append(output)
-            indices.append(batch["index"])
-        # kept where the teacher computed it when it fits (looking a batch up is then an index, no copy)
-        shape, device = (self.task.num_train, *rows[0].shape[1:]), rows[0].device
-        if device.type == "cuda":
-            needed = rows[0].element_size() * torch.Size(shape).numel()
-            device = device if needed < torch.cuda.mem_get_info(device)[0] // 4 else torch.device("cpu")
-        table = torch.empty(shape, dtype=self.task.cache_dtype or rows[0].dtype, device=device)
-        table[torch.cat(indices).to(device)] = torch.cat(rows).to(device, table.dtype)
+            rows = self.task.pack_outputs(output)
+            if table is None:
+                # kept where the teacher computed it when it fits (looking a batch up is then an index, no copy)
+                shape, device = (self.task.num_train, *rows.shape[1:]), rows.device
+                if device.type == "cuda":
+                    needed = rows.element_size() * torch.Size(shape).numel()
+                    device = device if needed < torch.cuda.mem_get_info(device)[0] // 4 else torch.device("cpu")
+                table = torch.empty(shape, dtype=rows.dtype, device=device)
+            table[batch["index"].to(table.device)] = rows.to(table.device)
         return table
 
     @torch.no_grad()
@@ -135,8 +140,6 @@ class Teacher:
         table = self.table if "index" in batch else None  # a batch without an index is no training batch
         if table is not None:
             rows = table[batch["index"].to(table.device)].to(batch["index"].device, non_blocking=True)
-            if self.task.cache_dtype is not None:
-                rows = rows.float()
-            return ModelOutput(rows, HiddenFeatures(self.method))
+            return ModelOutput(self.task.unpack_outputs(rows), HiddenFeatures(self.method))
         out = call_model(self._network, self.task.model_input(batch, "teacher"))
         return out if self.needs != "logits" else ModelOutput(out.output, HiddenFeatures(self.method))

@@ -50,7 +50,7 @@ LANGUAGE_MODELING = Kind(
                description="ids generated per second (characters, or a subword task's tokens), one stream on "
                            "one CPU thread, key-value cached"),
     ),
-    description="Next-character prediction; the metrics of LanguageModelingTask.",
+    description="Next-character (or next-token) prediction; the metrics of LanguageModelingTask.",
 )
 
 

@@ -18,12 +18,9 @@ the key-value cache), and ``gpt-bpe-small`` is the character GPT with SmolLM2's 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib.metadata
 import io
-import json
-import time
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +45,9 @@ TOKENIZER = "SmolLM2-135M-Instruct"
 
 RECIPE = Recipe(epochs=1, batch_size=32, optimizer="adamw", lr=1e-3, weight_decay=0.1, schedule="cosine")
 """The character task's recipe (nanoGPT's AdamW at 1e-3, weight decay 0.1) at half its batch: a batch
-of 32 windows already carries 4,096 tokens, and its [32, 128, 49,152] float32 logits with their
-gradient and a KD method's softened copies take about 5 GB; 64 would take 10 per worker."""
+of 32 windows already carries 4,096 tokens, and its [32, 128, 49,152] float32 logits alone are
+0.8 GB, before their gradient and a KD method's unpacked, masked and softened copies of the same
+size; at 64, two workers of the process pool would crowd a 24 GB machine."""
 
 
 def gguf_file() -> Path:
@@ -239,25 +237,3 @@ def build_austen_smollm2(**options: Any) -> SubwordLanguageModelingTask:
         prompt_length=options["prompt_tokens"], continuation=options["continuation"],
         temperature=options["temperature"], transfer=read_corpus(transfer, vocabulary, limit) if transfer else None,
         transfer_windows=options["transfer_windows"], top_k=options["top_k"])
-
-
-def main(argv: list[str] | None = None) -> None:
-    """The teacher's figure: SmolLM2 evaluated as its teacher run evaluates it, printed as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m kdbench_text.smollm2", description=main.__doc__)
-    parser.add_argument("--split", default="test", choices=("val", "test"))
-    parser.add_argument("--chars-per-document", type=int, default=None)
-    args = parser.parse_args(argv)
-    began = time.perf_counter()
-    task = build_austen_smollm2(**{**task_options(), "chars_per_document": args.chars_per_document})
-    teacher = build_teacher(task)
-    loaded = time.perf_counter()
-    with torch.no_grad():
-        metrics = task.evaluate(teacher, args.split, "teacher")
-    x, _, mask = task.splits[args.split]
-    print(json.dumps({"split": args.split, "windows": len(x), "target_tokens": int(mask.sum()),
-                      "threads": torch.get_num_threads(), "load_s": round(loaded - began, 1),
-                      "evaluate_s": round(time.perf_counter() - loaded, 1), **metrics}, indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -109,6 +109,9 @@ class LanguageModelingTask(Task):
             self.transfer_name = transfer.name
         test_x = self.splits["test"][0]
         full = self.splits["test"][2].all(1).nonzero().flatten()
+        if prompts and not len(full):
+            raise ValueError(f"no test window has {context} real positions to cut the {prompts} prompts from: "
+                             "lengthen the documents or shorten the context")
         chosen = full[torch.linspace(0, len(full) - 1, prompts).round().long()]
         self.prompts = test_x[chosen, :prompt_length]
         self.continuation = continuation
