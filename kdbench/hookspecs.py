@@ -50,7 +50,8 @@ def kdbench_teachers() -> list[ModelSpec]:
 
     The same spec may also be returned from ``kdbench_students``: a model may be offered
     as both. A spec with ``black_box=True`` exposes logits only, and feature-based
-    methods are skipped against it.
+    methods are skipped against it. One with ``pretrained=True`` is evaluated as built and
+    never trained: its run is a measurement of the published model.
     """
 
 

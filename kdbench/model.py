@@ -39,6 +39,10 @@ class ModelSpec:
     """The batch entry it needs (e.g. 'lidar'); ``None`` reads whatever the task gives its role."""
     black_box: bool = False
     """As a teacher, expose logits only: feature-based methods are skipped against it."""
+    pretrained: bool = False
+    """``build`` returns trained weights (a published model). As a teacher its run evaluates and
+    measures it without training it, since training would make it another teacher; it writes no
+    checkpoint, and the runs that learn from it build it again."""
     recipe: dict[str, Any] = field(default_factory=dict)
     """Recipe changes this architecture asks for (applied before the suite's overrides)."""
     description: str = ""

@@ -4,7 +4,8 @@ Each combination is one MLflow run keyed by its config hash. A key with a FINISH
 run is skipped (unless ``rerun``); FAILED and interrupted ones run again; a stale
 RUNNING run left by a killed process is marked KILLED; a finished teacher whose
 checkpoint is no longer in the cache is run again, so a teacher is only ever trained
-by its own run. After a rerun finishes, the older FINISHED run of the same key is
+by its own run. A pretrained teacher (``ModelSpec.pretrained``) is never trained: its run
+evaluates it, and its students build it again. After a rerun finishes, the older FINISHED run of the same key is
 deleted, so one key never has two.
 
 A run goes: load its teachers → build its model and training context → train →
@@ -100,8 +101,8 @@ class Runner:
                     self.tracker.end(record.run_id, "KILLED")
             finished = [r for r in records if r.status == "FINISHED"]
             skipped_before = finished and all("kdbench.skipped" in r.tags for r in finished)
-            lost = combination.role == "teacher" and combination.skip_reason is None and not self.cache.has(
-                combination.key)
+            lost = (combination.role == "teacher" and combination.skip_reason is None
+                    and not combination.model_spec.pretrained and not self.cache.has(combination.key))
             if finished and not self.rerun and not lost and not (skipped_before and combination.skip_reason is None):
                 done.append(combination)
             else:
@@ -204,9 +205,13 @@ class Runner:
         networks = [self._load_teacher(teacher) for teacher in combination.teachers]
         torch.manual_seed(combination.seed)
         model = self._placed(combination.model_spec.build(combination.task), combination.recipe)
-        self.progress.start_run(combination, combination.recipe.epochs)
+        pretrained = combination.role == "teacher" and combination.model_spec.pretrained
+        self.progress.start_run(combination, 0 if pretrained else combination.recipe.epochs)
         context = self._context(combination, run, model, networks, watch)
-        if combination.role == "teacher" and self.cache.has(combination.key) and not self.rerun:
+        if pretrained:
+            trained = model
+            self.tracker.set_tags(run.run_id, {"kdbench.pretrained": "true"})
+        elif combination.role == "teacher" and self.cache.has(combination.key) and not self.rerun:
             # trained by an earlier suite or invocation: evaluate the cached checkpoint, don't retrain
             trained = self.cache.load(combination.key, model)
             self.tracker.set_tags(run.run_id, {"kdbench.teacher_cache": "hit"})
@@ -225,12 +230,14 @@ class Runner:
         return metrics
 
     def _load_teacher(self, teacher: Combination) -> nn.Module:
-        """A trained teacher's network, from the cache its own run wrote."""
+        """A trained teacher's network, from the cache its own run wrote (a pretrained one built again)."""
         if teacher.key in self.failed_teachers:
             raise RuntimeError(f"teacher run failed: {self.failed_teachers[teacher.key]}")
+        torch.manual_seed(teacher.seed)
+        if teacher.model_spec.pretrained:
+            return self._placed(teacher.model_spec.build(teacher.task), teacher.recipe)
         if not self.cache.has(teacher.key):
             raise RuntimeError(f"teacher {teacher.label} has no checkpoint in the cache: its run has not finished")
-        torch.manual_seed(teacher.seed)
         network = self.cache.load(teacher.key, teacher.model_spec.build(teacher.task))  # read to the CPU
         return self._placed(network, teacher.recipe)
 

