@@ -22,12 +22,13 @@ from kdbench.search_space import Choice, Range
 from kdbench.task import Batch, Task, TaskSpec
 from kdbench.teacher import ContractError, Teacher
 from kdbench.training import BatchStream, DivergedError, TrainContext, TrainingView, run_training, train
+from kdbench.transform import StudentTransform
 
 hookimpl = pluggy.HookimplMarker("kdbench")
 
 __all__ = [
     "Batch", "BatchStream", "Choice", "ClassificationTask", "Column", "ContractError", "DatasetFile", "DatasetSpec",
     "DivergedError", "IncompatibleCombination", "Kind", "Method", "Metric", "ModelOutput", "ModelSpec",
-    "Range", "Recipe", "Run", "Task", "TaskSpec", "Teacher", "TrainContext", "TrainingView", "UserError", "cache_dir",
-    "call_model", "dataset", "hookimpl", "read_idx", "run_training", "stratified_split", "train",
+    "Range", "Recipe", "Run", "StudentTransform", "Task", "TaskSpec", "Teacher", "TrainContext", "TrainingView",
+    "UserError", "cache_dir", "call_model", "dataset", "hookimpl", "read_idx", "run_training", "stratified_split", "train",
 ]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from kdbench.model import ModelSpec
     from kdbench.run import Run
     from kdbench.task import TaskSpec
+    from kdbench.transform import StudentTransform
 
 hookspec = pluggy.HookspecMarker("kdbench")
 
@@ -67,6 +68,19 @@ def kdbench_methods() -> list[type[Method]]:
     The class attributes say which task kinds the method supports, its scheme, what it
     needs from the teacher and its hyper-parameter defaults; the class docstring is
     shown by ``kdbench list methods``.
+    """
+
+
+@hookspec
+def kdbench_transforms() -> list[type[StudentTransform]]:
+    """Return the student transforms this plugin offers, as ``kdbench.StudentTransform`` subclasses.
+
+    A suite lists transforms per case (``transforms: [fp32, int8-dynamic, pruned-0.5]``) and
+    every student row runs under each, with and without distillation, so a table shows what
+    distillation adds on top of compressing the student. The core applies a transform around
+    whatever method trains the student: ``before_training``, ``after_training``, then an optional
+    fine-tuning phase by the same method. A class with ``argument`` set takes a number after a
+    dash; its ``backend`` names the library doing the work, shown with the row.
     """
 
 

@@ -23,6 +23,7 @@ from kdbench.recipe import Recipe
 from kdbench.registry import Registry
 from kdbench.suite import Case, MethodEntry, PairEntry, Suite, TaskEntry
 from kdbench.task import Task, TaskSpec
+from kdbench.transform import NO_TRANSFORM, StudentTransform, parse
 
 PROTOCOL = 1
 """Bumped when a change to the harness makes old results incomparable."""
@@ -49,14 +50,27 @@ class Combination:
     skip_reason: str | None = None
     split: str = "test"
     """The split the run is scored on: test, or val for a tuning trial (which never sees test)."""
+    transform: StudentTransform | None = None
+    """What is done to the student around its training (``kdbench.transform``); ``None``: fp32."""
+    deployment: bool = False
+    """Measure the student as deployed too: batch 64 beside batch 1, all cores beside one (a
+    case that lists transforms asks; it is a measurement, so not part of the key)."""
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", config_hash(self.config))
 
     @property
+    def student(self) -> str:
+        """The student a leaderboard row names: the architecture, and its transform when it has one,
+        so each transform's rows are compared with its own baseline."""
+        if self.role == "teacher":
+            return "-"
+        return self.model_spec.name + (f"+{self.transform.label}" if self.transform is not None else "")
+
+    @property
     def label(self) -> str:
-        who = self.model_spec.name if self.role == "teacher" else f"{self.model_spec.name} · {self.variant}"
+        who = self.model_spec.name if self.role == "teacher" else f"{self.student} · {self.variant}"
         return f"{self.task_spec.name} · {who} · seed {self.seed}"
 
     def tags(self) -> dict[str, str]:
@@ -66,7 +80,7 @@ class Combination:
             "kdbench.kind": self.task_spec.kind,
             "kdbench.teacher": "+".join(t.model_spec.name for t in self.teachers) or (
                 self.model_spec.name if self.role == "teacher" else "-"),
-            "kdbench.student": "-" if self.role == "teacher" else self.model_spec.name,
+            "kdbench.student": self.student,
             "kdbench.method": "teacher" if self.method is None else self.method.name,
             "kdbench.variant": "teacher" if self.method is None else self.variant,
             "kdbench.seed": str(self.seed),
@@ -76,6 +90,8 @@ class Combination:
             "kdbench.primary_metric": self.task.primary_metric,
             "kdbench.higher_is_better": str(self.task.higher_is_better).lower(),
             **self._tuning_tags(),
+            **({"kdbench.transform": self.transform.label, "kdbench.transform_backend": self.transform.backend}
+               if self.transform is not None else {}),
         }
 
     def _tuning_tags(self) -> dict[str, str]:
@@ -112,11 +128,15 @@ def expand(suite: Suite, registry: Registry, tasks: dict[str, Task]) -> list[Com
             pair_teachers.append(teachers.setdefault(teacher.key, teacher))
         student = registry.students.get(point.pair.student)
         repeated = Counter(entry.name for entry in point.case.methods)
-        for entry in point.case.methods:
-            for params in entry.points():
-                combination = _student(point, student, tuple(pair_teachers), registry.methods.get(entry.name),
-                                       entry, params, repeated[entry.name] > 1)
-                students.setdefault(combination.key, combination)
+        assert point.case.transforms is not None
+        for label in point.case.transforms:
+            transform = parse(label, registry.transforms.entries, "transforms")
+            for entry in point.case.methods:
+                for params in entry.points():
+                    combination = _student(point, student, tuple(pair_teachers), registry.methods.get(entry.name),
+                                           entry, params, repeated[entry.name] > 1, transform)
+                    combination = replace(combination, deployment=point.case.transforms != [NO_TRANSFORM])
+                    students.setdefault(combination.key, combination)
     return list(teachers.values()) + list(students.values())
 
 
@@ -173,7 +193,8 @@ def _teacher(point: _Point, model: ModelSpec) -> Combination:
 
 
 def _student(point: _Point, model: ModelSpec, teachers: tuple[Combination, ...], method: type[Method],
-             entry: MethodEntry, params: dict[str, Any], repeated: bool) -> Combination:
+             entry: MethodEntry, params: dict[str, Any], repeated: bool,
+             transform: StudentTransform | None) -> Combination:
     if method.needs == "none":  # baselines, peers and self-distillation learn from no pre-trained teacher
         teachers = ()
     recipe = _recipe(point, model, "student")
@@ -186,7 +207,9 @@ def _student(point: _Point, model: ModelSpec, teachers: tuple[Combination, ...],
     config = {
         "protocol": PROTOCOL, "role": role, "task": {"name": point.spec.name, "options": point.options},
         "teacher": _teachers_config(teachers),
-        "student": {"name": model.name, "recipe": recipe.model_dump()},
+        "student": {"name": model.name, "recipe": recipe.model_dump(),
+                    # fp32 adds nothing, so rows from before transforms existed keep their keys
+                    **({"transform": transform.config()} if transform is not None else {})},
         "method": {"name": method.name, "params": resolved}, "seed": point.seed,
         "checkpoint": point.suite.checkpoint,
     }
@@ -194,6 +217,11 @@ def _student(point: _Point, model: ModelSpec, teachers: tuple[Combination, ...],
     def check() -> None:
         model.check(point.task, point.spec.modality, "student")
         method.check(point.task, [t.model_spec for t in teachers], model)
+        if transform is not None:
+            transform.check(point.task, model, method)
+            if transform.fine_tune(recipe) is not None and method.fit is not Method.fit:
+                raise IncompatibleCombination(f"{transform.label} fine-tunes through the training engine, and "
+                                              f"method {method.name} owns its training scheme")
         for teacher in teachers:
             if teacher.skip_reason:
                 raise IncompatibleCombination(f"teacher: {teacher.skip_reason}")
@@ -201,7 +229,7 @@ def _student(point: _Point, model: ModelSpec, teachers: tuple[Combination, ...],
     return Combination(role=role, task_spec=point.spec, task=point.task, seed=point.seed,
                        checkpoint=point.suite.checkpoint, model_spec=model, recipe=recipe, config=config,
                        teachers=teachers, method=method, params=resolved, variant=variant,
-                       skip_reason=_incompatible(check))
+                       skip_reason=_incompatible(check), transform=transform)
 
 
 def retuned(combination: Combination, params: dict[str, Any], recipe: dict[str, Any], note: dict[str, Any],

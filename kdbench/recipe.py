@@ -40,6 +40,12 @@ class Recipe(BaseModel):
     on recent GPUs and CPUs with oneDNN; no change in what is computed)."""
     compile: bool = False
     """Train through ``torch.compile`` (the first epoch pays for compiling)."""
+    warmup_steps: int = Field(default=0, ge=0, le=1_000_000)
+    """The learning rate rises linearly from zero over this many optimiser steps (GPT training's
+    warm-up): Adam's first updates are otherwise the full rate on every weight at once, which can
+    leave a transformer on the unigram plateau for a whole epoch (a seed of gpt-char-2m did)."""
+    clip_grad_norm: float | None = Field(default=None, gt=0)
+    """Clip the gradients' global L2 norm to this before each step (``None``: no clipping)."""
     deterministic: bool = False
     """Deterministic kernels only (on CUDA also cuBLAS's fixed workspace): reruns repeat bit for bit
     on the same machine, at some speed; the leaderboard says which mode produced its rows."""
@@ -69,5 +75,6 @@ class Recipe(BaseModel):
 
 
 LATER_FIELDS: dict[str, Any] = {"train_examples": None, "precision": "fp32", "channels_last": False,
-                                "compile": False, "deterministic": False, "milestones": (), "gamma": 0.1}
+                                "compile": False, "deterministic": False, "milestones": (), "gamma": 0.1,
+                                "warmup_steps": 0, "clip_grad_norm": None}
 """Each later field's default, which the serialised recipe (and so the run key) leaves out."""

@@ -22,6 +22,7 @@ from kdbench.method import Method
 from kdbench.model import ModelSpec
 from kdbench.plugin_manager import load_plugins
 from kdbench.task import TaskSpec
+from kdbench.transform import StudentTransform
 
 T = TypeVar("T")
 
@@ -72,6 +73,7 @@ class Registry:
     methods: Catalogue[type[Method]]
     datasets: Catalogue[DatasetSpec]
     kinds: Catalogue[Kind]
+    transforms: Catalogue[type[StudentTransform]]
 
     @classmethod
     def load(cls, extra_plugins: Sequence[str] = ()) -> Registry:
@@ -85,6 +87,7 @@ class Registry:
             methods=_gather(manager, "kdbench_methods", "methods", lambda method: method.name),
             datasets=_gather(manager, "kdbench_datasets", "datasets", lambda spec: spec.name),
             kinds=_gather(manager, "kdbench_kinds", "kinds", lambda kind: kind.name),
+            transforms=_gather(manager, "kdbench_transforms", "transforms", lambda transform: transform.name),
         )
         _require_kinds(registry.tasks, registry.kinds)
         return registry

@@ -30,7 +30,7 @@ from torch import nn
 from kdbench.device import determinism, device_name
 from kdbench.errors import IncompatibleCombination, Stopped, UserError
 from kdbench.hashing import canonical_json
-from kdbench.model_stats import device_latency, measure, on_cpu
+from kdbench.model_stats import deployment_latency, device_latency, measure, on_cpu
 from kdbench.plan import Combination
 from kdbench.recipe import Recipe
 from kdbench.registry import Registry
@@ -39,6 +39,7 @@ from kdbench.teacher import Teacher
 from kdbench.teacher_cache import TeacherCache
 from kdbench.tracking import RunRecord, Tracker
 from kdbench.training import TrainContext, train
+from kdbench.transform import StudentTransform
 
 PLAIN_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
 """A task's pictures and samples become artifact names, and published file names and headings: no
@@ -205,6 +206,11 @@ class Runner:
         networks = [self._load_teacher(teacher) for teacher in combination.teachers]
         torch.manual_seed(combination.seed)
         model = self._placed(combination.model_spec.build(combination.task), combination.recipe)
+        transform = combination.transform
+        if transform is not None:
+            if transform.cpu_only and self.device.type != "cpu":
+                raise IncompatibleCombination(f"{transform.label} runs on the CPU only, not {self.device.type}")
+            model = transform.before_training(model, combination.task)
         pretrained = combination.role == "teacher" and combination.model_spec.pretrained
         self.progress.start_run(combination, 0 if pretrained else combination.recipe.epochs)
         context = self._context(combination, run, model, networks, watch)
@@ -222,12 +228,26 @@ class Runner:
             trained = getattr(trained, "_orig_mod", trained)  # a compiled model's own module, for its state dict
             if combination.role == "teacher":
                 self.cache.save(combination.key, trained)
+            if transform is not None:
+                trained = self._transformed(transform, context, trained)
         if context.teachers:
             self.tracker.set_tags(run.run_id, {"kdbench.teacher_outputs_cached":
                                                str(context.teachers[0].cached).lower()})
         metrics = self._evaluate(combination, run, trained, networks)
-        metrics.update(self._measure(run, trained, networks, context))
+        metrics.update(self._measure(combination, run, trained, networks, context))
         return metrics
+
+    def _transformed(self, transform: StudentTransform, context: TrainContext, trained: nn.Module) -> nn.Module:
+        """The trained student compressed, then fine-tuned by its own method if the transform asks:
+        the phase's epochs are logged after the first phase's, as one run's history."""
+        compressed = transform.after_training(trained, context.task)
+        recipe = transform.fine_tune(context.recipe)
+        if recipe is None:
+            return compressed
+        offset = context.recipe.epochs
+        phase = replace(context, model=compressed, recipe=recipe, fine_tuning=True,
+                        on_epoch=lambda epoch, metrics: context.on_epoch(offset + epoch, metrics))
+        return train(phase)
 
     def _load_teacher(self, teacher: Combination) -> nn.Module:
         """A trained teacher's network, from the cache its own run wrote (a pretrained one built again)."""
@@ -292,13 +312,15 @@ class Runner:
             self.tracker.log_samples(run.run_id, samples)
         return metrics
 
-    def _measure(self, run: Run, trained: nn.Module, networks: list[nn.Module],
+    def _measure(self, combination: Combination, run: Run, trained: nn.Module, networks: list[nn.Module],
                  context: TrainContext) -> dict[str, float]:
         """Size and single-sample latency of the trained model (and of the first teacher), and the
         method's own trainable extras."""
-        task = run.task
-        sample = task.latency_input("teacher" if run.role == "teacher" else "student")
+        task, role = run.task, "teacher" if run.role == "teacher" else "student"
+        sample = task.latency_input(role)
         metrics = measure(on_cpu(trained), sample)
+        if combination.deployment:
+            metrics.update(deployment_latency(on_cpu(trained), task.deployment_input(role, 64), sample))
         if self.device.type == "cuda":
             metrics["latency_ms_cuda"] = device_latency(trained, sample)
         if context.method is not None:

@@ -22,6 +22,7 @@ from kdbench.errors import SuiteError
 from kdbench.recipe import Recipe
 from kdbench.registry import Registry, unknown_name_message
 from kdbench.task import ROLES
+from kdbench.transform import NO_TRANSFORM, parse
 
 
 class _Strict(BaseModel):
@@ -134,6 +135,7 @@ class PaperAnchor(_Strict):
 MAX_SEEDS = 1000
 Seeds = Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(min_length=1, max_length=MAX_SEEDS)]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Transforms = Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=32)]
 """Suite names become experiment and folder names: no separators, markup or dots in front."""
 
 
@@ -152,6 +154,7 @@ class Case(_Strict):
     methods: list[MethodEntry] = Field(min_length=1)
     seeds: Seeds | None = None
     recipe: dict[Literal["teacher", "student"], dict[str, Any]] = Field(default_factory=dict)
+    transforms: Transforms | None = None
 
     _seeds = field_validator("seeds", mode="before")(_seeds)
 
@@ -185,6 +188,8 @@ class Suite(_Strict):
     cases: list[Case] = Field(default_factory=list)
     paper: list[PaperAnchor] = Field(default_factory=list)
     tune: TuneBlock = Field(default_factory=TuneBlock)
+    transforms: Transforms = Field(default_factory=lambda: [NO_TRANSFORM])
+    """Every student row runs under each (``fp32``: as trained; ``int8-dynamic``, ``pruned-0.5``, ...)."""
 
     _seeds = field_validator("seeds", mode="before")(_seeds)
 
@@ -197,9 +202,11 @@ class Suite(_Strict):
     def all_cases(self) -> list[Case]:
         """Cases with the suite's top-level values filled in where a case leaves them out."""
         if not self.cases:
-            return [Case(tasks=self.tasks, pairs=self.pairs, methods=self.methods, seeds=self.seeds)]
+            return [Case(tasks=self.tasks, pairs=self.pairs, methods=self.methods, seeds=self.seeds,
+                         transforms=self.transforms)]
         return [
-            case.model_copy(update={"seeds": case.seeds if case.seeds is not None else self.seeds})
+            case.model_copy(update={"seeds": case.seeds if case.seeds is not None else self.seeds,
+                                    "transforms": case.transforms if case.transforms is not None else self.transforms})
             for case in self.cases
         ]
 
@@ -320,6 +327,8 @@ def check_names(suite: Suite, registry: Registry, where: str) -> None:
         case = case or suite.all_cases()[0]
         for role in ROLES:
             _check_recipe(case.recipe.get(role, {}), f"{prefix}recipe.{role}", fail)
+        _check_transforms(case.transforms if case.transforms is not None else suite.transforms, registry,
+                          f"{where}: {prefix}transforms")
         for t, task in enumerate(case.tasks):
             field = f"{prefix}tasks[{t}]"
             if task.name not in registry.tasks:
@@ -360,6 +369,14 @@ def check_names(suite: Suite, registry: Registry, where: str) -> None:
                     fail(f"{field}.params", str(error))
     _check_tune(suite, registry, fail)
     _check_paper(suite, fail)
+
+
+def _check_transforms(labels: list[str], registry: Registry, where: str) -> None:
+    """Each transform is known, takes the number it is given, and is listed once."""
+    for t, label in enumerate(labels):
+        parse(label, registry.transforms.entries, f"{where}[{t}]")
+        if label in labels[:t]:
+            raise SuiteError(f"{where}[{t}]: transform '{label}' is listed twice")
 
 
 def _check_paper(suite: Suite, fail: Any) -> None:

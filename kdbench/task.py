@@ -132,6 +132,19 @@ class Task(ABC):
             return tuple(item[:1] if isinstance(item, torch.Tensor) else item for item in inputs)
         return inputs[:1] if isinstance(inputs, torch.Tensor) else inputs
 
+    def deployment_input(self, role: str, size: int) -> Any:
+        """The input a deployed model serves at batch ``size``: the first ``size`` test samples
+        (fewer when the test split has fewer), or ``None`` for a task whose call is not a batch of
+        samples (a whole graph)."""
+        parts: list[Any] = []
+        for batch in self.batches("test", None, None):
+            parts.append(self.model_input(batch, role))
+            if sum(_length(part) for part in parts) >= size:
+                break
+        if isinstance(parts[0], tuple):
+            return tuple(_joined([part[i] for part in parts], size) for i in range(len(parts[0])))
+        return _joined(parts, size)
+
     def model_input(self, batch: Batch, role: str) -> Any:
         """What the model of ``role`` is called with (a tuple is unpacked into arguments)."""
         return batch[self.inputs[role]]
@@ -166,3 +179,15 @@ class TaskSpec:
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     """Default options; a suite may override exactly these keys."""
+
+
+def _length(inputs: Any) -> int:
+    first = inputs[0] if isinstance(inputs, tuple) else inputs
+    return len(first) if isinstance(first, torch.Tensor) else 1
+
+
+def _joined(parts: list[Any], size: int) -> Any:
+    """Tensors concatenated along the batch and cut to ``size``; anything else as the first part had it."""
+    if not isinstance(parts[0], torch.Tensor):
+        return parts[0]
+    return torch.cat(parts)[:size]

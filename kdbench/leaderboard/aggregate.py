@@ -49,6 +49,8 @@ def runs_frame(records: list[RunRecord]) -> pd.DataFrame:
             "config_hash": tags.get("kdbench.config_hash", record.run_id),
             "commit": tags.get("kdbench.commit", ""),
             "numerics": numerics(record),
+            "transform": tags.get("kdbench.transform", ""),
+            "transform_backend": tags.get("kdbench.transform_backend", ""),
             "start_time": record.start_time,
             **_tuning(record),
             **record.metrics,

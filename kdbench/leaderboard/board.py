@@ -68,6 +68,8 @@ class Board:
     """The kdbench commits that produced the runs."""
     numerics: list[str] = field(default_factory=list)
     """Where and how the runs computed (device, precision, kernel mode; ``aggregate.numerics``)."""
+    transforms: list[str] = field(default_factory=list)
+    """The student transforms the runs applied, each with the library that did the work."""
     kinds: dict[str, Kind] = field(default_factory=dict)
     """The declared kinds of the board's tasks, in registration order (baselines, references,
     the kinds' metric columns)."""
@@ -118,6 +120,7 @@ def build(suite: str, frame: pd.DataFrame, kinds: Mapping[str, Kind], metric: st
         checkpoints=aggregate.checkpoints(frame),
         commits=sorted(set(frame["commit"]) - {""}) if not frame.empty else [],
         numerics=sorted(set(frame["numerics"])) if "numerics" in frame else [],
+        transforms=_transforms(frame),
         kinds={name: kind for name, kind in kinds.items() if name in present}, extra_columns=extra, runs=runs,
         protocol=protocol, verdicts=verdicts,
     )
@@ -402,3 +405,11 @@ def _plugin_columns(hook: pluggy.HookRelay | None, runs: pd.DataFrame,
                 rows[column.key] = pd.Series(list(values), index=rows.index)
             added.append(column)
     return added
+
+
+def _transforms(frame: pd.DataFrame) -> list[str]:
+    """'int8-dynamic (torch.ao quantize_dynamic ...)': each transform the runs applied, with its library."""
+    if "transform" not in frame:
+        return []
+    pairs = zip(frame["transform"], frame["transform_backend"], strict=True)
+    return sorted({f"{label} ({backend})" if backend else label for label, backend in pairs if label})

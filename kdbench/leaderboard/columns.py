@@ -140,6 +140,16 @@ COLUMNS: list[Column] = [
     Column("params", "params", lambda r: si(r["params"])),
     Column("flops", "FLOPs", lambda r: si(r["flops"]), terminal=False),
     Column("latency_ms", "latency ms", lambda r: number(r["latency_ms"], 3)),
+    Column("latency_ms_b64", "latency ms b64", lambda r: number(r["latency_ms_b64"], 3), optional=True,
+           footnote="latency ms b64 = median forward of a batch of 64 test samples on one thread; "
+                    "all cores = the same on every core of the machine (with the process pool, beside the "
+                    "other workers' runs): a compression suite's deployed view"),
+    Column("latency_ms_all", "latency ms all cores", lambda r: number(r["latency_ms_all"], 3), optional=True),
+    Column("latency_ms_b64_all", "latency ms b64 all cores", lambda r: number(r["latency_ms_b64_all"], 3),
+           optional=True),
+    Column("disk_bytes", "bytes", lambda r: si(r["disk_bytes"]), optional=True, terminal=False,
+           footnote="bytes = the saved state dict (torch.save); zipped = the same deflate-compressed"),
+    Column("zip_bytes", "zipped", lambda r: si(r["zip_bytes"]), optional=True, terminal=False),
     Column("compression", "compression", lambda r: times(r["compression"])),
     Column("speedup", "speed-up", lambda r: times(r["speedup"])),
     Column("rank", "rank", _rank),
@@ -247,6 +257,9 @@ def footnotes(board: Board, terminal: bool = False) -> list[str]:
         "reference. rank: within the group, teacher excluded.",
         *[column.footnote for column in columns(board, terminal) if column.footnote],
     ]
+    if board.transforms:
+        notes.append("A student named '+transform' was compressed around its method, each transform's rows "
+                     "measured against its own student-only row: " + "; ".join(board.transforms) + ".")
     if board.commits:
         notes.append("Runs were produced by kdbench commit " + ", ".join(board.commits) + ".")
     if board.numerics:

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from kdbench.errors import UserError
 from kdbench.kind import Kind
 
-MODEL_STATS = ("params", "flops", "latency_ms")
-"""What the runner measures of every model; smaller is better for each."""
+MODEL_STATS = ("params", "flops", "latency_ms", "disk_bytes", "zip_bytes", "latency_ms_b64", "latency_ms_all",
+               "latency_ms_b64_all")
+"""What the runner measures of a model (the batch-64 and all-core latencies in compression suites
+only); smaller is better for each."""
 
 def bare(metric: str) -> str:
     """The metric's name without the split prefix the runner adds."""

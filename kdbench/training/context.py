@@ -45,6 +45,9 @@ class TrainContext:
     teacher/student spec — for methods that train peers, generations or assistants."""
     log: Callable[[dict[str, float], int | None], None] = field(default=lambda metrics, step: None)
     """Log extra metrics to the run (e.g. one series per born-again generation)."""
+    fine_tuning: bool = False
+    """The model is trained already (a transform's fine-tuning phase, after pruning): the engine
+    leaves it as it is instead of asking the method's ``prepare_student``."""
 
     def generator(self) -> torch.Generator:
         """A fresh generator seeded with the run's seed: a stream of draws of its own."""

@@ -82,8 +82,9 @@ def train(context: TrainContext) -> nn.Module:
     stream = BatchStream.for_run(context)
     view = (method.view if method is not None else TrainingView)(context, stream.generator)
     if method is not None:
-        method.prepare_student(context.model)
-        _setup(context, view)
+        if not context.fine_tuning:
+            method.prepare_student(context.model)
+        _setup(context, view)  # again when fine-tuning: a pruned student's features are narrower
 
     def step_losses(batch: Batch) -> dict[str, torch.Tensor]:
         # The forward passes run in the recipe's precision (run_training's autocast); every loss
@@ -136,7 +137,9 @@ def run_training(context: TrainContext, step_losses: StepLosses, *, steps: int |
     scaler = gradient_scaler(context.device, recipe.precision)
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     has_val = task.has_split("val")
+    step = 0
     for epoch, batches in enumerate(rounds, start=1):
+        scheduled = [group["lr"] for group in optimizer.param_groups]
         model.train()
         if method is not None:
             method.train()
@@ -153,6 +156,13 @@ def run_training(context: TrainContext, step_losses: StepLosses, *, steps: int |
                 raise DivergedError(f"non-finite loss at epoch {epoch}: {values}")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(total).backward()
+            if recipe.clip_grad_norm is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(parameters, recipe.clip_grad_norm)
+            step += 1
+            if step <= recipe.warmup_steps:
+                for group, rate in zip(optimizer.param_groups, scheduled, strict=True):
+                    group["lr"] = rate * step / recipe.warmup_steps
             scaler.step(optimizer)
             scaler.update()
             if method is not None:
@@ -161,6 +171,8 @@ def run_training(context: TrainContext, step_losses: StepLosses, *, steps: int |
                 sums[key] = sums.get(key, 0.0) + value.detach()
             count += 1
             context.on_batch()
+        for group, rate in zip(optimizer.param_groups, scheduled, strict=True):
+            group["lr"] = rate  # the schedule goes on from the epoch's own rate, not a warm-up's
         schedule.step()
         metrics = {"train_loss": sum(float(v) for v in sums.values()) / max(count, 1)}
         if len(sums) > 1:

@@ -59,6 +59,10 @@ class NodeClassification(ClassificationTask):
         """The whole graph: GLNN's comparison is the cost of labelling every node at once."""
         return self.graph.x, self.graph.edge_index
 
+    def deployment_input(self, role: str, size: int) -> None:
+        """None: a node classifier's call is the whole graph, not a batch of samples."""
+        return None
+
     def whole_graph(self) -> Batch:
         """A batch over every node, labelled or not, row i being node i (no labels, no index)."""
         return {"x": self.graph.x, "edge_index": self.graph.edge_index,

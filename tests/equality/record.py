@@ -9,7 +9,7 @@ by the code before that change (the commit is inside each), with::
         tests/equality/contract-before.json
 
 and ``test_equality.py`` checks today's code against them. Timings (latency, wall time, ms
-per sample) are left out: they are measured, not computed. ``ALLOWANCES`` lists, per method,
+per sample) and sizes on disk are left out: they are measured, not computed. ``ALLOWANCES`` lists, per method,
 the only differences the change was allowed (renamed or added training curves, and loss
 curves now summed in float32); no test metric is among them.
 """
@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-TIMED = re.compile(r"latency|wall_time|sample_ms|tokens_per_s")
-"""Metric names that hold a measured time."""
+MEASURED = re.compile(r"latency|wall_time|sample_ms|tokens_per_s|disk_bytes|zip_bytes")
+"""Metric names that measure the model rather than its training: times, and its size on disk (logged
+since the student transforms, after the records were written)."""
 
 
 def run_suite(suite: Path, work: Path) -> None:
@@ -53,7 +54,7 @@ def metrics_by_run(tracking_uri: str) -> dict[str, dict[str, float]]:
                 continue
             tags = run.data.tags
             key = "|".join(tags[f"kdbench.{name}"] for name in ("task", "teacher", "student", "variant", "seed"))
-            found[key] = {name: value for name, value in sorted(run.data.metrics.items()) if not TIMED.search(name)}
+            found[key] = {name: value for name, value in sorted(run.data.metrics.items()) if not MEASURED.search(name)}
     return found
 
 
