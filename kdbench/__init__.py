@@ -30,5 +30,6 @@ __all__ = [
     "Batch", "BatchStream", "Choice", "ClassificationTask", "Column", "ContractError", "DatasetFile", "DatasetSpec",
     "DivergedError", "IncompatibleCombination", "Kind", "Method", "Metric", "ModelOutput", "ModelSpec",
     "Range", "Recipe", "Run", "StudentTransform", "Task", "TaskSpec", "Teacher", "TrainContext", "TrainingView",
-    "UserError", "cache_dir", "call_model", "dataset", "hookimpl", "read_idx", "run_training", "stratified_split", "train",
+    "UserError", "cache_dir", "call_model", "dataset", "hookimpl", "read_idx", "run_training", "stratified_split",
+    "train",
 ]

@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = with_plugins(sub.add_parser("list", help="list what the plugins offer"))
     listing.add_argument("what", nargs="?", default="all",
-                         choices=["all", "tasks", "teachers", "students", "methods", "datasets", "suites"])
+                         choices=["all", "tasks", "teachers", "students", "methods", "transforms", "datasets",
+                                  "suites"])
     listing.set_defaults(handler=_list)
 
     board = with_plugins(sub.add_parser("leaderboard", help="print a suite's results from MLflow"))
@@ -333,7 +334,8 @@ def _tune(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     registry = _registry(args)
     console = Console()
-    sorts = ["tasks", "teachers", "students", "methods", "datasets", "suites"] if args.what == "all" else [args.what]
+    sorts = (["tasks", "teachers", "students", "methods", "transforms", "datasets", "suites"] if args.what == "all"
+             else [args.what])
     for sort in sorts:
         table = Table(title=sort)
         for column in ("name", "kind / modality", "plugin", "description"):
@@ -357,6 +359,8 @@ def _kind_of(sort: str, entry: object) -> str:
         return "/".join(entry.kinds) + (f" / {'/'.join(entry.modalities)}" if entry.modalities else "")
     if sort == "methods":
         return f"{'/'.join(entry.kinds or ('any kind',))} / {entry.scheme}, needs {entry.needs}"
+    if sort == "transforms":
+        return f"{entry.name}-<{entry.argument}>" if entry.argument else entry.name
     return ""
 
 

@@ -53,6 +53,11 @@ class Method(nn.Module):
     """More than 1: the method learns from several teachers at once."""
     view: ClassVar[type[TrainingView]] = TrainingView
     """What ``loss`` sees per step; a kind's plugin gives its methods a view of their own."""
+    data_free: ClassVar[bool] = False
+    """It never reads a training input (it learns from noise, a generator, or inputs it optimises
+    against the teacher). The runner then gives it a task whose training split raises
+    (``kdbench.data_free``), which is what makes the claim a checked one; it must own its scheme
+    (``fit``), since the engine's loop reads training batches."""
 
     def __init__(self, task: Task, teachers: list[Teacher], **params: Any) -> None:
         super().__init__()
@@ -80,6 +85,9 @@ class Method(nn.Module):
             raise IncompatibleCombination(
                 f"method {cls.name} takes at most {cls.max_teachers} teacher(s), the pair names {len(teachers)}"
             )
+        if cls.data_free and cls.fit is Method.fit:
+            raise IncompatibleCombination(f"method {cls.name} is declared data-free but leaves its training to "
+                                          "the engine, whose loop reads training batches: it must own fit")
         for teacher in teachers:
             if cls.needs in ("features", "model") and teacher.black_box:
                 raise IncompatibleCombination(
@@ -120,6 +128,12 @@ class Method(nn.Module):
     def trained(self, student: nn.Module) -> nn.Module:
         """The model the run evaluates, given the trained student: the student itself by default."""
         return student
+
+    def samples(self) -> dict[str, str]:
+        """Text the published page shows with the run, by file name (``clusters.txt``): what the method
+        found while training that a reader would rather see than take on trust. Asked once, after the
+        test evaluation; none by default."""
+        return {}
 
     def fit(self, context: TrainContext) -> nn.Module | None:
         """Own the whole scheme; return the model to evaluate, or ``None`` to be trained by the engine."""

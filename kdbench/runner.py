@@ -27,9 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from kdbench.data_free import without_training_inputs
 from kdbench.device import determinism, device_name
 from kdbench.errors import IncompatibleCombination, Stopped, UserError
 from kdbench.hashing import canonical_json
+from kdbench.method import Method
 from kdbench.model_stats import deployment_latency, device_latency, measure, on_cpu
 from kdbench.plan import Combination
 from kdbench.recipe import Recipe
@@ -233,7 +235,7 @@ class Runner:
         if context.teachers:
             self.tracker.set_tags(run.run_id, {"kdbench.teacher_outputs_cached":
                                                str(context.teachers[0].cached).lower()})
-        metrics = self._evaluate(combination, run, trained, networks)
+        metrics = self._evaluate(combination, run, trained, networks, context.method)
         metrics.update(self._measure(combination, run, trained, networks, context))
         return metrics
 
@@ -278,16 +280,18 @@ class Runner:
                 watch(epoch, metrics)
 
         role = "teacher" if combination.role == "teacher" else "student"
-        method, teachers = None, ()
+        method, teachers, task = None, (), combination.task
+        if combination.method is not None and combination.method.data_free:
+            task = without_training_inputs(task, combination.method.name)
         if combination.method is not None:
             cached = combination.task.deterministic(combination.recipe)
             self._tables = {k: v for k, v in self._tables.items() if k in {t.key for t in combination.teachers}}
             teachers = tuple(
-                Teacher(combination.task, network, method=combination.method.name, needs=combination.method.needs,
+                Teacher(task, network, method=combination.method.name, needs=combination.method.needs,
                         cached=cached, tables=self._tables, key=teacher.key)
                 for teacher, network in zip(combination.teachers, networks, strict=True))
-            method = combination.method(combination.task, list(teachers), **combination.params)
-        return TrainContext(task=combination.task, model=model, role=role, recipe=combination.recipe,
+            method = combination.method(task, list(teachers), **combination.params)
+        return TrainContext(task=task, model=model, role=role, recipe=combination.recipe,
                             seed=combination.seed, method=method, teachers=teachers,
                             checkpoint=combination.checkpoint, device=self.device, on_epoch=on_epoch,
                             on_batch=self.progress.batch,
@@ -295,15 +299,17 @@ class Runner:
                             log=lambda metrics, step=None: self.tracker.log_metrics(run.run_id, metrics, step))
 
     def _evaluate(self, combination: Combination, run: Run, trained: nn.Module,
-                  networks: list[nn.Module]) -> dict[str, float]:
+                  networks: list[nn.Module], method: Method | None) -> dict[str, float]:
         """Metrics on the run's split — test, or val for a tuning trial — (fidelity against a single
-        teacher), and the task's pictures and samples of a test evaluation, logged with the run."""
+        teacher), and the task's pictures and samples of a test evaluation (the method's samples
+        too), logged with the run."""
         task, role, split = run.task, "teacher" if run.role == "teacher" else "student", combination.split
         reference = networks[0] if len(networks) == 1 else None
         metrics = {f"{split}_{k}": v for k, v in task.evaluate(trained, split, role, reference=reference).items()}
         if split != "test":
             return metrics
-        pictures, samples = task.pictures(trained, role), task.text_samples(trained, role)
+        pictures = task.pictures(trained, role)
+        samples = {**task.text_samples(trained, role), **(method.samples() if method is not None else {})}
         _check_names(run, "picture", pictures, ".png")
         _check_names(run, "sample", samples, ".txt")
         if pictures:

@@ -372,11 +372,15 @@ def check_names(suite: Suite, registry: Registry, where: str) -> None:
 
 
 def _check_transforms(labels: list[str], registry: Registry, where: str) -> None:
-    """Each transform is known, takes the number it is given, and is listed once."""
+    """Each transform is known, takes the number it is given, and is listed once (``pruned-0.50`` is
+    ``pruned-0.5`` again: the same run key)."""
+    seen: dict[str, str] = {}
     for t, label in enumerate(labels):
-        parse(label, registry.transforms.entries, f"{where}[{t}]")
-        if label in labels[:t]:
-            raise SuiteError(f"{where}[{t}]: transform '{label}' is listed twice")
+        transform = parse(label, registry.transforms.entries, f"{where}[{t}]")
+        same = transform.label if transform is not None else label
+        if same in seen:
+            raise SuiteError(f"{where}[{t}]: transform '{label}' is listed twice (as '{seen[same]}' before)")
+        seen[same] = label
 
 
 def _check_paper(suite: Suite, fail: Any) -> None:

@@ -155,7 +155,7 @@ def test_a_method_that_owns_its_scheme_cannot_be_fine_tuned_and_says_so(isolated
 
 
 @pytest.mark.parametrize("transforms, message", [
-    ("[fp32, scaled-0.5, scaled-0.5]", "transforms[2]: transform 'scaled-0.5' is listed twice"),
+    ("[fp32, scaled-0.5, scaled-0.50]", "transforms[2]: transform 'scaled-0.50' is listed twice"),
     ("[scaled]", "transforms[0]: transform 'scaled' takes its factor after a dash"),
     ("[scaled-2]", "transforms[0]: transform 'scaled-2': factor must be in (0, 1]"),
     ("[scaeld-0.5]", "unknown transform 'scaeld-0.5'"),
