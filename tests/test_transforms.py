@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import write_suite
+from tests.conftest import TINY_DIGITS, write_suite
 
 SCALING_PLUGIN = """
 import torch
@@ -55,18 +55,6 @@ def kdbench_transforms():
     return [Scaled]
 """
 
-SUITE = """
-name: {name}
-seeds: 1
-tasks: [digits]
-pairs:
-  - {{teacher: hinton-mlp-1200, student: mlp-30}}
-methods: {methods}
-recipe:
-  teacher: {{epochs: 1}}
-  student: {{epochs: 1}}
-{transforms}
-"""
 
 
 @pytest.fixture
@@ -77,7 +65,8 @@ def plugin(isolated: Path) -> Path:
 
 
 def suite(isolated: Path, name: str, methods: str = "[student-only, kd]", transforms: str = "") -> Path:
-    return write_suite(isolated / f"{name}.yaml", SUITE.format(name=name, methods=methods, transforms=transforms))
+    text = TINY_DIGITS.format(name=name, methods=methods, seeds=1) + transforms + "\n"
+    return write_suite(isolated / f"{name}.yaml", text)
 
 
 def finished(isolated: Path, experiment: str) -> list:
