@@ -19,6 +19,7 @@ from kdbench.recipe import Recipe
 from kdbench.registry import dataset
 from kdbench.run import Run
 from kdbench.search_space import Choice, Range
+from kdbench.soft_targets import check_soft_target_params, kl_divergence, soft_target_loss
 from kdbench.task import Batch, Task, TaskSpec
 from kdbench.teacher import ContractError, Teacher
 from kdbench.training import BatchStream, DivergedError, TrainContext, TrainingView, run_training, train
@@ -30,6 +31,6 @@ __all__ = [
     "Batch", "BatchStream", "Choice", "ClassificationTask", "Column", "ContractError", "DatasetFile", "DatasetSpec",
     "DivergedError", "IncompatibleCombination", "Kind", "Method", "Metric", "ModelOutput", "ModelSpec",
     "Range", "Recipe", "Run", "StudentTransform", "Task", "TaskSpec", "Teacher", "TrainContext", "TrainingView",
-    "UserError", "cache_dir", "call_model", "dataset", "hookimpl", "read_idx", "run_training", "stratified_split",
-    "train",
+    "UserError", "cache_dir", "call_model", "check_soft_target_params", "dataset", "hookimpl", "kl_divergence",
+    "read_idx", "run_training", "soft_target_loss", "stratified_split", "train",
 ]

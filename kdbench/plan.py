@@ -55,18 +55,30 @@ class Combination:
     deployment: bool = False
     """Measure the student as deployed too: batch 64 beside batch 1, all cores beside one (a
     case that lists transforms asks; it is a measurement, so not part of the key)."""
+    init: Combination | None = None
+    """The run whose final student weights this one starts from (a case's ``init``); its config is
+    part of this one's."""
+    keeps_weights: bool = False
+    """Another run starts from this one's weights, so they are kept in the cache, as a teacher's are."""
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", config_hash(self.config))
 
     @property
+    def dependencies(self) -> tuple[Combination, ...]:
+        """The runs that must finish first: its teachers, and the run it starts from."""
+        return self.teachers + ((self.init,) if self.init is not None else ())
+
+    @property
     def student(self) -> str:
-        """The student a leaderboard row names: the architecture, and its transform when it has one,
-        so each transform's rows are compared with its own baseline."""
+        """The student a leaderboard row names: the architecture, where it started when not from
+        scratch, and its transform when it has one, so each row is compared with the baseline that
+        started and was compressed as it was."""
         if self.role == "teacher":
             return "-"
-        return self.model_spec.name + (f"+{self.transform.label}" if self.transform is not None else "")
+        start = f"+from-{self.init.variant}" if self.init is not None else ""
+        return self.model_spec.name + start + (f"+{self.transform.label}" if self.transform is not None else "")
 
     @property
     def label(self) -> str:
@@ -92,6 +104,7 @@ class Combination:
             **self._tuning_tags(),
             **({"kdbench.transform": self.transform.label, "kdbench.transform_backend": self.transform.backend}
                if self.transform is not None else {}),
+            **({"kdbench.init": self.init.key} if self.init is not None else {}),
         }
 
     def _tuning_tags(self) -> dict[str, str]:
@@ -118,15 +131,20 @@ class _Point:
 
 
 def expand(suite: Suite, registry: Registry, tasks: dict[str, Task]) -> list[Combination]:
-    """All combinations of a suite, teachers first, in a stable order; no duplicates."""
+    """All combinations of a suite, teachers first, a run before those that start from it, in a
+    stable order; no duplicates."""
     teachers: dict[str, Combination] = {}
     students: dict[str, Combination] = {}
+    sources = {(case.init.case, case.init.method) for case in suite.all_cases() if case.init is not None}
+    starts: dict[tuple[str, str, int, str, str], Combination] = {}
+    """Runs others start from, by (case, task, seed, student, method)."""
     for point in _points(suite, registry, tasks):
         pair_teachers = []
         for name in point.pair.teachers:
             teacher = _teacher(point, registry.teachers.get(name))
             pair_teachers.append(teachers.setdefault(teacher.key, teacher))
         student = registry.students.get(point.pair.student)
+        init = _start(point, starts)
         repeated = Counter(entry.name for entry in point.case.methods)
         assert point.case.transforms is not None
         for label in point.case.transforms:
@@ -134,10 +152,29 @@ def expand(suite: Suite, registry: Registry, tasks: dict[str, Task]) -> list[Com
             for entry in point.case.methods:
                 for params in entry.points():
                     combination = _student(point, student, tuple(pair_teachers), registry.methods.get(entry.name),
-                                           entry, params, repeated[entry.name] > 1, transform)
+                                           entry, params, repeated[entry.name] > 1, transform, init)
                     combination = replace(combination, deployment=point.case.transforms != [NO_TRANSFORM])
-                    students.setdefault(combination.key, combination)
+                    combination = students.setdefault(combination.key, combination)
+                    if (point.case.name, entry.name) in sources and transform is None:
+                        kept = replace(combination, keeps_weights=True)
+                        students[kept.key] = kept
+                        where = (point.case.name, point.spec.name, point.seed, student.name, entry.name)
+                        if starts.setdefault(where, kept).key != kept.key:
+                            raise SuiteError(f"case '{point.case.name}' runs {entry.name} at several settings, and a "
+                                             "case starts from it: init needs one")
     return list(teachers.values()) + list(students.values())
+
+
+def _start(point: _Point, starts: dict[tuple[str, str, int, str, str], Combination]) -> Combination | None:
+    """The run a point's students start from, or ``None`` for a case that starts from scratch."""
+    init = point.case.init
+    if init is None:
+        return None
+    source = starts.get((init.case, point.spec.name, point.seed, point.pair.student, init.method))
+    if source is None:
+        raise SuiteError(f"case '{point.case.name}': case '{init.case}' has no fp32 run of {init.method} with task "
+                         f"'{point.spec.name}', student '{point.pair.student}' and seed {point.seed} to start from")
+    return source
 
 
 def _points(suite: Suite, registry: Registry, tasks: dict[str, Task]) -> Iterator[_Point]:
@@ -194,7 +231,7 @@ def _teacher(point: _Point, model: ModelSpec) -> Combination:
 
 def _student(point: _Point, model: ModelSpec, teachers: tuple[Combination, ...], method: type[Method],
              entry: MethodEntry, params: dict[str, Any], repeated: bool,
-             transform: StudentTransform | None) -> Combination:
+             transform: StudentTransform | None, init: Combination | None) -> Combination:
     if method.needs == "none":  # baselines, peers and self-distillation learn from no pre-trained teacher
         teachers = ()
     recipe = _recipe(point, model, "student")
@@ -212,6 +249,8 @@ def _student(point: _Point, model: ModelSpec, teachers: tuple[Combination, ...],
                     **({"transform": transform.config()} if transform is not None else {})},
         "method": {"name": method.name, "params": resolved}, "seed": point.seed,
         "checkpoint": point.suite.checkpoint,
+        # from scratch adds nothing, so rows from before init existed keep their keys
+        **({"init": init.config} if init is not None else {}),
     }
 
     def check() -> None:
@@ -225,11 +264,13 @@ def _student(point: _Point, model: ModelSpec, teachers: tuple[Combination, ...],
         for teacher in teachers:
             if teacher.skip_reason:
                 raise IncompatibleCombination(f"teacher: {teacher.skip_reason}")
+        if init is not None and init.skip_reason:
+            raise IncompatibleCombination(f"init: {init.skip_reason}")
 
     return Combination(role=role, task_spec=point.spec, task=point.task, seed=point.seed,
                        checkpoint=point.suite.checkpoint, model_spec=model, recipe=recipe, config=config,
                        teachers=teachers, method=method, params=resolved, variant=variant,
-                       skip_reason=_incompatible(check), transform=transform)
+                       skip_reason=_incompatible(check), transform=transform, init=init)
 
 
 def retuned(combination: Combination, params: dict[str, Any], recipe: dict[str, Any], note: dict[str, Any],

@@ -4,7 +4,7 @@ Each combination is one MLflow run keyed by its config hash. A key with a FINISH
 run is skipped (unless ``rerun``); FAILED and interrupted ones run again; a stale
 RUNNING run left by a killed process is marked KILLED; a finished teacher whose
 checkpoint is no longer in the cache is run again, so a teacher is only ever trained
-by its own run. A pretrained teacher (``ModelSpec.pretrained``) is never trained: its run
+by its own run; so is a student run that others start from (``Combination.keeps_weights``). A pretrained teacher (``ModelSpec.pretrained``) is never trained: its run
 evaluates it, and its students build it again. After a rerun finishes, the older FINISHED run of the same key is
 deleted, so one key never has two.
 
@@ -85,7 +85,7 @@ class Runner:
         self.progress = progress or Progress()
         self.rerun = rerun
         self.hook = registry.manager.hook
-        self.failed_teachers: dict[str, str] = {}
+        self.failed_dependencies: dict[str, str] = {}
         self._previous: dict[str, list[RunRecord]] = {}
         self._tables: dict[str, torch.Tensor] = {}
         """Teachers' cached outputs by teacher key: only the current run's teachers are kept."""
@@ -104,7 +104,8 @@ class Runner:
                     self.tracker.end(record.run_id, "KILLED")
             finished = [r for r in records if r.status == "FINISHED"]
             skipped_before = finished and all("kdbench.skipped" in r.tags for r in finished)
-            lost = (combination.role == "teacher" and combination.skip_reason is None
+            kept = combination.role == "teacher" or combination.keeps_weights
+            lost = (kept and combination.skip_reason is None
                     and not combination.model_spec.pretrained and not self.cache.has(combination.key))
             if finished and not self.rerun and not lost and not (skipped_before and combination.skip_reason is None):
                 done.append(combination)
@@ -158,8 +159,8 @@ class Runner:
                 metrics: dict[str, float] | None = None, hooks: bool = True) -> Outcome:
         """Write a run's outcome to MLflow and the hooks; the one place a run ends.
 
-        A finished or n/a run replaces the older finished runs of its key; a failed teacher
-        is remembered, so its students fail at once with its reason.
+        A finished or n/a run replaces the older finished runs of its key; a failed teacher (or
+        run others start from) is remembered, so the runs that need it fail at once with its reason.
         """
         metrics = metrics or {}
         if status == "FINISHED":
@@ -177,8 +178,8 @@ class Runner:
             for record in self._previous.get(run.key, []):
                 if record.status == "FINISHED" and record.run_id != run.run_id:
                     self.tracker.delete(record.run_id)
-        elif status == "FAILED" and run.role == "teacher":
-            self.failed_teachers[run.key] = reason
+        elif status == "FAILED" and (run.role == "teacher" or combination.keeps_weights):
+            self.failed_dependencies[run.key] = reason
         return Outcome(combination, status, reason if status != "FINISHED" else "", metrics)
 
     def record_failure(self, combination: Combination, reason: str) -> None:
@@ -207,7 +208,10 @@ class Runner:
         """Train (or load) the run's model, then evaluate and measure it."""
         networks = [self._load_teacher(teacher) for teacher in combination.teachers]
         torch.manual_seed(combination.seed)
-        model = self._placed(combination.model_spec.build(combination.task), combination.recipe)
+        model = combination.model_spec.build(combination.task)
+        if combination.init is not None:
+            model = self._load_kept(combination.init, model)
+        model = self._placed(model, combination.recipe)
         transform = combination.transform
         if transform is not None:
             if transform.cpu_only and self.device.type != "cpu":
@@ -228,7 +232,7 @@ class Runner:
                 trained = train(replace(context, model=torch.compile(model)) if combination.recipe.compile
                                 else context)
             trained = getattr(trained, "_orig_mod", trained)  # a compiled model's own module, for its state dict
-            if combination.role == "teacher":
+            if combination.role == "teacher" or combination.keeps_weights:
                 self.cache.save(combination.key, trained)
             if transform is not None:
                 trained = self._transformed(transform, context, trained)
@@ -253,15 +257,20 @@ class Runner:
 
     def _load_teacher(self, teacher: Combination) -> nn.Module:
         """A trained teacher's network, from the cache its own run wrote (a pretrained one built again)."""
-        if teacher.key in self.failed_teachers:
-            raise RuntimeError(f"teacher run failed: {self.failed_teachers[teacher.key]}")
         torch.manual_seed(teacher.seed)
         if teacher.model_spec.pretrained:
             return self._placed(teacher.model_spec.build(teacher.task), teacher.recipe)
-        if not self.cache.has(teacher.key):
-            raise RuntimeError(f"teacher {teacher.label} has no checkpoint in the cache: its run has not finished")
-        network = self.cache.load(teacher.key, teacher.model_spec.build(teacher.task))  # read to the CPU
+        network = self._load_kept(teacher, teacher.model_spec.build(teacher.task))
         return self._placed(network, teacher.recipe)
+
+    def _load_kept(self, source: Combination, model: nn.Module) -> nn.Module:
+        """``model`` with the weights ``source``'s run left in the cache (read to the CPU)."""
+        what = "teacher" if source.role == "teacher" else "init"
+        if source.key in self.failed_dependencies:
+            raise RuntimeError(f"{what} run failed: {self.failed_dependencies[source.key]}")
+        if not self.cache.has(source.key):
+            raise RuntimeError(f"{what} {source.label} has no checkpoint in the cache: its run has not finished")
+        return self.cache.load(source.key, model)
 
     def _placed(self, model: nn.Module, recipe: Recipe) -> nn.Module:
         """``model`` on the run's device, in channels-last layout when its recipe asks for it."""

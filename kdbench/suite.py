@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdbench.errors import SuiteError
+from kdbench.hashing import canonical_json
+from kdbench.leaderboard.metrics import MODEL_STATS
 from kdbench.recipe import Recipe
 from kdbench.registry import Registry, unknown_name_message
 from kdbench.task import ROLES
@@ -133,7 +135,18 @@ class PaperAnchor(_Strict):
 
 
 MAX_SEEDS = 1000
-Seeds = Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(min_length=1, max_length=MAX_SEEDS)]
+
+
+def _distinct(seeds: list[int]) -> list[int]:
+    """A seed listed twice would be one run, silently: say so instead."""
+    repeated = next((seed for s, seed in enumerate(seeds) if seed in seeds[:s]), None)
+    if repeated is not None:
+        raise ValueError(f"seed {repeated} is listed twice")
+    return seeds
+
+
+Seeds = Annotated[list[Annotated[int, Field(ge=0, lt=2**31)]], Field(min_length=1, max_length=MAX_SEEDS),
+                  AfterValidator(_distinct)]
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Transforms = Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=32)]
 """Suite names become experiment and folder names: no separators, markup or dots in front."""
@@ -144,7 +157,19 @@ def _seeds(value: Any) -> Any:
         if not 0 < value <= MAX_SEEDS:
             raise ValueError(f"seeds must be a count in 1..{MAX_SEEDS} or a list of non-negative integers")
         return list(range(value))
+    if value is not None and not isinstance(value, list):  # pydantic's own words would name only the list form
+        raise ValueError("expected a count of seeds (an integer) or a list of integer seeds")
     return value
+
+
+class InitEntry(_Strict):
+    """Where a case's students start: the final weights of another case's run of ``method`` with the
+    same task, student and seed, instead of a fresh initialisation. On-policy distillation (GKD,
+    MiniLLM) starts from a student already fine-tuned on the data, so a suite comparing it with
+    offline KD starts every method there, the baseline continuing its own training included."""
+
+    case: str
+    method: str
 
 
 class Case(_Strict):
@@ -155,6 +180,7 @@ class Case(_Strict):
     seeds: Seeds | None = None
     recipe: dict[Literal["teacher", "student"], dict[str, Any]] = Field(default_factory=dict)
     transforms: Transforms | None = None
+    init: InitEntry | None = None
 
     _seeds = field_validator("seeds", mode="before")(_seeds)
 
@@ -199,6 +225,25 @@ class Suite(_Strict):
             raise ValueError("a suite needs 'tasks', 'pairs' and 'methods', or a list of 'cases'")
         return self
 
+    @model_validator(mode="after")
+    def _inits_name_earlier_cases(self) -> Suite:
+        """A case starts from a case above it that starts from scratch and runs the method, so the
+        weights it needs are trained first and once."""
+        seen: dict[str, Case] = {}
+        for case in self.cases:
+            if case.init is not None:
+                source = seen.get(case.init.case)
+                if source is None:
+                    raise ValueError(f"case '{case.name}': init.case '{case.init.case}' is not a case above it")
+                if source.init is not None:
+                    raise ValueError(f"case '{case.name}': init.case '{source.name}' starts from another case itself")
+                if case.init.method not in {entry.name for entry in source.methods}:
+                    raise ValueError(f"case '{case.name}': case '{source.name}' does not run method "
+                                     f"'{case.init.method}'")
+            if case.name:
+                seen[case.name] = case
+        return self
+
     def all_cases(self) -> list[Case]:
         """Cases with the suite's top-level values filled in where a case leaves them out."""
         if not self.cases:
@@ -238,19 +283,24 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"{path}: no such suite file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise SuiteError(f"{path}: {size:,} bytes; a suite file may hold at most {MAX_FILE_BYTES:,}")
     try:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise SuiteError(f"{path}{where}: invalid YAML: {problem}") from None
+        raise SuiteError(f"{path}{_yaml_problem(error)}") from None
     except UnicodeDecodeError:
         raise SuiteError(f"{path}: not a text file") from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: expected a mapping of suite fields, got {type(data).__name__}")
     if _too_many_values(data):
         raise SuiteError(f"{path}: more than {MAX_VALUES:,} values once YAML aliases are expanded")
+    long = _long_text(data)
+    if long is not None:
+        field, length = long
+        raise SuiteError(f"{path}: {field or 'suite'}: {length:,} characters; a suite's text may be at most "
+                         f"{MAX_TEXT:,} per value")
     try:
         suite = Suite.model_validate(data)
     except ValidationError as error:
@@ -261,9 +311,66 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
             raise SuiteError(f"{path}: {field}: " + unknown_name_message("field", first["loc"][-1], known)) from None
         got = first.get("input")
         shown = "" if isinstance(got, dict) or first["type"] == "missing" else f" (got {shown_value(got)})"
-        raise SuiteError(f"{path}: {field or 'suite'}: {first['msg']}{shown}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise SuiteError(f"{path}: {field or 'suite'}: {message}{shown}") from None
+    runs = run_count(suite)
+    if runs > MAX_RUNS:
+        raise SuiteError(f"{path}: the suite expands to {runs:,} runs, more than the {MAX_RUNS:,} one suite may "
+                         "hold (tasks × seeds × pairs × transforms × each method's grid points)")
     check_names(suite, registry, str(path))
     return suite
+
+
+MAX_FILE_BYTES = 256 * 1024
+"""A suite is a page of YAML (the largest shipped one is 28 KB); anything far bigger is a mistake."""
+
+MAX_TEXT = 1_000
+"""Characters in any one string of a suite: a description is copied into every published page, and a
+name into every error message that names it."""
+
+MAX_RUNS = 100_000
+"""Runs one suite may expand to: counted before expanding, so a grid of a billion points is refused
+in a moment instead of filling the memory."""
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what the YAML parser found wrong. An unclosed bracket or quote is reported where it
+    opened (the parser's context mark), since the line where parsing failed is the one after it."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark, context = getattr(error, "problem_mark", None), getattr(error, "context_mark", None)
+    opened = getattr(error, "context", None) or ""
+    if context is not None and mark is not None and ("flow" in opened or "quoted" in opened):
+        return (f":{context.line + 1}:{context.column + 1}: invalid YAML: {opened.removeprefix('while ')} "
+                f"that starts here is not closed ({problem} at line {mark.line + 1}, column {mark.column + 1})")
+    where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    return f"{where}: invalid YAML: {problem}"
+
+
+def _long_text(data: Any) -> tuple[str, int] | None:
+    """The field path and length of the first string (value or key) longer than ``MAX_TEXT``."""
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        loc, item = stack.pop()
+        if isinstance(item, str) and len(item) > MAX_TEXT:
+            return _field_path(loc), len(item)
+        if isinstance(item, dict):
+            stack.extend((loc, key) for key in item)
+            stack.extend(((*loc, str(key)), value) for key, value in item.items())
+        elif isinstance(item, list):
+            stack.extend(((*loc, i), value) for i, value in enumerate(item))
+    return None
+
+
+def run_count(suite: Suite) -> int:
+    """How many runs the suite expands to at most (teachers shared between pairs counted each time),
+    by arithmetic: no grid point is made."""
+    total = 0
+    for case in suite.all_cases():
+        assert case.seeds is not None and case.transforms is not None
+        students = len(case.transforms) * sum(math.prod(len(values) for values in entry.grid.values())
+                                               for entry in case.methods)
+        total += len(case.tasks) * len(case.seeds) * sum(len(pair.teachers) + students for pair in case.pairs)
+    return total
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
@@ -346,6 +453,8 @@ def check_names(suite: Suite, registry: Registry, where: str) -> None:
                     fail(f"{field}.teacher", unknown_name_message("teacher", name, registry.teachers.names()))
             if pair.student not in registry.students:
                 fail(f"{field}.student", unknown_name_message("student", pair.student, registry.students.names()))
+        runs: dict[tuple[str, str], str] = {}
+        """Each method run of the case, by its name and resolved parameters, with the field listing it."""
         for m, entry in enumerate(case.methods):
             field = f"{prefix}methods[{m}]"
             if entry.name not in registry.methods:
@@ -367,8 +476,38 @@ def check_names(suite: Suite, registry: Registry, where: str) -> None:
                     method.validate_params({**method.defaults, **point})
                 except ValueError as error:
                     fail(f"{field}.params", str(error))
+                _check_listed_once(runs, entry.name, {**method.defaults, **point}, point, field, fail)
+    _check_metric(suite, registry, fail)
     _check_tune(suite, registry, fail)
     _check_paper(suite, fail)
+
+
+def _check_listed_once(runs: dict[tuple[str, str], str], name: str, resolved: dict[str, Any],
+                       point: dict[str, Any], field: str, fail: Any) -> None:
+    """A method run with the same parameters as an earlier one (listed twice, a default spelled out,
+    a grid value repeated) has the same key, so the plan would keep one of them without a word."""
+    run = (name, canonical_json(resolved))
+    settings = ", ".join(f"{key}={shown_value(value)}" for key, value in sorted(point.items()))
+    what = f"method '{name}'" + (f" with {settings}" if settings else "")
+    if run in runs:
+        fail(field, f"{what} appears twice in its grid" if runs[run] == field
+             else f"{what} is listed twice: {runs[run]} runs the same parameters")
+    runs[run] = field
+
+
+def _check_metric(suite: Suite, registry: Registry, fail: Any) -> None:
+    """The reported metric is one every task of the suite reports: its kind declares it, or it is a
+    model stat. Any other would train the whole suite for a board of n/a rows."""
+    if suite.metric is None or suite.metric in MODEL_STATS:
+        return
+    for case in suite.all_cases():
+        for task in case.tasks:
+            spec = registry.tasks.get(task.name)
+            kind = registry.kinds.get(spec.kind)
+            if kind.metric(suite.metric) is None:
+                known = [*(metric.name for metric in kind.metrics), *MODEL_STATS]
+                fail("metric", unknown_name_message(f"metric of task {task.name} (kind {spec.kind})",
+                                                    suite.metric, known))
 
 
 def _check_transforms(labels: list[str], registry: Registry, where: str) -> None:

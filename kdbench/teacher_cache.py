@@ -1,7 +1,8 @@
 """Trained teachers on disk, keyed by the content hash of what produced them.
 
 A teacher is trained once per (task and its options, architecture, seed, recipe) and
-reused by every method and every later invocation. Writes are atomic (temporary
+reused by every method and every later invocation; a student run that others start from
+(a case's ``init``) keeps its weights here the same way. Writes are atomic (temporary
 file, fsync, rename), so a killed run never leaves a partial checkpoint behind, and
 the temporary file a killed writer left is removed by the next cache opened on that
 host; loading uses ``weights_only=True``.

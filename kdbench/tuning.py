@@ -113,7 +113,15 @@ def studies(suite: Suite, combinations: list[Combination]) -> list[Study]:
 
 
 def students(combinations: list[Combination]) -> list[Combination]:
-    """The combinations tuning is for: every method's runs that can run (teachers are not tuned)."""
+    """The combinations tuning is for: every method's runs that can run (teachers are not tuned).
+
+    A run that starts from another's weights (a case's ``init``) would need that run tuned first and
+    its trials to start from the tuned weights; until tuning orders studies that way, such suites
+    are refused rather than tuned against an untuned start."""
+    for combination in combinations:
+        if combination.init is not None:
+            raise UserError(f"{combination.label} starts from another case's run (init): kdbench tune and "
+                            "--tuned do not tune such suites yet; run it untuned")
     return [c for c in combinations if c.role != "teacher" and c.skip_reason is None]
 
 

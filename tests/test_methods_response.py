@@ -12,10 +12,9 @@ from kdbench_methods.kd import KD
 from kdbench_methods.kd_reverse import ReverseKD
 from kdbench_methods.ls_kd import LSKD
 from kdbench_methods.multi_teacher import MultiTeacher
-from kdbench_methods.soft_targets import soft_target_loss
 from torch import nn
 
-from kdbench import IncompatibleCombination, ModelOutput, Teacher
+from kdbench import IncompatibleCombination, ModelOutput, Teacher, soft_target_loss
 from tests.methods_fixtures import CLASSES, check_loss_trains, one_thread, tiny_task  # noqa: F401
 
 

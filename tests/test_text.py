@@ -121,9 +121,7 @@ def test_token_losses_of_a_batch_equal_its_micro_batches_weighted_by_tokens():
 def test_token_level_kd_equals_hintons_loss_per_position():
     """Each real position is one classification row: KD over [B, T, V] with a mask equals KD over the
     masked rows stacked as a [N, V] classification batch."""
-    from kdbench_methods.soft_targets import soft_target_loss
-
-    from kdbench import ModelOutput
+    from kdbench import ModelOutput, soft_target_loss
 
     student, teacher, mask = logits_and_mask(6)
     rows = soft_target_loss(student[mask], teacher[mask], 4.0)

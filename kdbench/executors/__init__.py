@@ -76,10 +76,10 @@ def _backend(executor: str, runner: Runner, suite: Path, plugins: list[str], max
     plugin_args = tuple(str(Path(p).resolve()) if Path(p).is_file() else p for p in plugins)
     environment = forwarded_environment()
 
-    def make_job(combination: Combination, failed_teachers: dict[str, str], trial: TrialSpec | None = None) -> Job:
+    def make_job(combination: Combination, failed_dependencies: dict[str, str], trial: TrialSpec | None = None) -> Job:
         return Job(suite=str(suite.resolve()), plugins=plugin_args, tracking_uri=runner.tracker.uri,
                    experiment=runner.tracker.experiment_name, key=combination.key, threads=threads,
-                   rerun=runner.rerun, environment=environment, failed_teachers=failed_teachers,
+                   rerun=runner.rerun, environment=environment, failed_dependencies=failed_dependencies,
                    storage=storage, trial=trial, device=placement.device)
 
     return backend, make_job

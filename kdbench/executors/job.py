@@ -36,7 +36,7 @@ class Job:
     threads: int
     rerun: bool = False
     environment: dict[str, str] = field(default_factory=dict)
-    failed_teachers: dict[str, str] = field(default_factory=dict)
+    failed_dependencies: dict[str, str] = field(default_factory=dict)
     """Teacher keys that failed in this invocation, so their students fail fast with the reason."""
     storage: str | None = None
     """The tuning studies' storage for ``kdbench run --tuned``: the worker plans the tuned combinations too."""
@@ -80,7 +80,7 @@ def run_job(job: Job) -> JobResult:
         if combination is None:
             return JobResult(job.key, "FAILED", f"no combination {job.key} in {job.suite} (was the file edited?)")
         runner.rerun = job.rerun
-        runner.failed_teachers = dict(job.failed_teachers)
+        runner.failed_dependencies = dict(job.failed_dependencies)
         todo, _ = runner.pending([combination])  # marks a dead earlier attempt's RUNNING run KILLED
         if not todo:
             return JobResult(job.key, "SKIPPED")

@@ -70,29 +70,30 @@ class ParallelRunner:
         unfinished = set(by_key)  # teachers outside this list finished in an earlier invocation
         attempts: dict[str, int] = {}
         in_flight: set[str] = set()
-        failed_teachers: dict[str, str] = {}
+        failed_dependencies: dict[str, str] = {}
         self.outcomes = []
         try:
             while waiting or in_flight:
-                for combination in [c for c in waiting if not {t.key for t in c.teachers} & unfinished]:
+                for combination in [c for c in waiting if not {d.key for d in c.dependencies} & unfinished]:
                     if len(in_flight) >= self.max_parallel:
                         break
                     waiting.remove(combination)
-                    self._submit(combination, attempts, in_flight, failed_teachers)
+                    self._submit(combination, attempts, in_flight, failed_dependencies)
                 for key, result in self.backend.wait():
                     in_flight.discard(key)
                     combination = by_key[key]
                     if isinstance(result, WorkerDied):
                         if attempts[key] < ATTEMPTS:
                             self.runner.progress.note(f"worker died running {combination.label} ({result}); retrying")
-                            self._submit(combination, attempts, in_flight, failed_teachers)
+                            self._submit(combination, attempts, in_flight, failed_dependencies)
                             continue
                         reason = f"worker died {ATTEMPTS} times ({result})"
                         self.runner.record_failure(combination, reason)
                         result = JobResult(key, "FAILED", reason)
                     unfinished.discard(key)
-                    if combination.role == "teacher" and result.status not in ("FINISHED", "SKIPPED"):
-                        failed_teachers[key] = result.error or result.status
+                    kept = combination.role == "teacher" or combination.keeps_weights
+                    if kept and result.status not in ("FINISHED", "SKIPPED"):
+                        failed_dependencies[key] = result.error or result.status
                     self._finish(combination, result)
         except KeyboardInterrupt:
             self.backend.close(interrupted=True)
@@ -102,10 +103,10 @@ class ParallelRunner:
         return self.outcomes
 
     def _submit(self, combination: Combination, attempts: dict[str, int], in_flight: set[str],
-                failed_teachers: dict[str, str]) -> None:
+                failed_dependencies: dict[str, str]) -> None:
         attempts[combination.key] = attempts.get(combination.key, 0) + 1
         in_flight.add(combination.key)
-        self.backend.submit(self.make_job(combination, dict(failed_teachers)))
+        self.backend.submit(self.make_job(combination, dict(failed_dependencies)))
 
     def _finish(self, combination: Combination, result: JobResult) -> None:
         outcome = Outcome(combination, result.status, result.error, dict(result.metrics))

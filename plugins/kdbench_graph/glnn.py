@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from kdbench import Batch, ModelOutput, Range
+from kdbench import Batch, ModelOutput, Range, soft_target_loss
 from kdbench_graph.transductive import WholeGraphMethod
 
 
@@ -36,6 +35,5 @@ class GLNN(WholeGraphMethod):
 
     def loss(self, batch: Batch, student: ModelOutput, teachers: list[ModelOutput]) -> dict[str, torch.Tensor]:
         teacher = teachers[0]
-        soft = F.kl_div(student.output.log_softmax(1), teacher.output.log_softmax(1),
-                        reduction="batchmean", log_target=True)
+        soft = soft_target_loss(student.output, teacher.output, 1.0)
         return {"task": self.lamb * self.labelled(batch, student), "glnn": (1 - self.lamb) * soft}

@@ -27,6 +27,7 @@ from kdbench_methods.nst import NST
 from kdbench_methods.pkt import PKT
 from kdbench_methods.rkd import RKD
 from kdbench_methods.sp import SP
+from kdbench_methods.specialists import Specialists
 from kdbench_methods.student_only import StudentOnly
 from kdbench_methods.takd import TAKD
 from kdbench_methods.vid import VID
@@ -35,7 +36,7 @@ from kdbench_methods.vid import VID
 @hookimpl
 def kdbench_methods() -> list[type[Method]]:
     return [StudentOnly, KD, ReverseKD, DKD, DIST, LSKD, MultiTeacher, FitNets, AT, NST, VID, PKT,
-            RKD, SP, CC, CRD, CRDInfoNCE, DML, BAN, TAKD]
+            RKD, SP, CC, CRD, CRDInfoNCE, DML, BAN, TAKD, Specialists]
 
 
 CLASSIFICATION = Kind(

@@ -8,8 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, Method, ModelOutput, Range
-from kdbench_methods.soft_targets import check_soft_target_params, kl_divergence, soft_target_loss
+from kdbench import Batch, Method, ModelOutput, Range, check_soft_target_params, kl_divergence, soft_target_loss
 
 _EXCLUDED = -1e9
 """A logit that softmax turns into exactly zero probability in float32 (as mdistiller's −1000)."""

@@ -8,8 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdbench import Batch, Method, Task, TrainContext, UserError, call_model, run_training
-from kdbench_methods.soft_targets import soft_target_loss
+from kdbench import Batch, Method, Task, TrainContext, UserError, call_model, run_training, soft_target_loss
 
 
 def mutual_losses(task: Task, batch: Batch, outputs: list[torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -7,8 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from kdbench import Batch, Method, ModelOutput, Range
-from kdbench_methods.soft_targets import check_soft_target_params, soft_target_loss
+from kdbench import Batch, Method, ModelOutput, Range, check_soft_target_params, soft_target_loss
 
 
 class KD(Method):

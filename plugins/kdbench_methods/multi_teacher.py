@@ -10,8 +10,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from kdbench import Batch, IncompatibleCombination, Method, ModelOutput, Range, Task, Teacher
-from kdbench_methods.soft_targets import check_soft_target_params, kl_divergence
+from kdbench import (
+    Batch,
+    IncompatibleCombination,
+    Method,
+    ModelOutput,
+    Range,
+    Task,
+    Teacher,
+    check_soft_target_params,
+    kl_divergence,
+)
 
 
 class MultiTeacher(Method):

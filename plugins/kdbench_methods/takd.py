@@ -7,8 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from kdbench import Method, Range, TrainContext, UserError
-from kdbench_methods.soft_targets import check_soft_target_params
+from kdbench import Method, Range, TrainContext, UserError, check_soft_target_params
 from kdbench_methods.stages import frozen, train_stage
 
 

@@ -1,11 +1,12 @@
-"""Vision: digit classification (scikit-learn's 8×8 digits, MNIST) with MLP and CNN models."""
+"""Vision: digit and clothing classification (scikit-learn's 8×8 digits, MNIST, Fashion-MNIST) with MLP and CNN
+models."""
 
 from __future__ import annotations
 
 from kdbench import DatasetSpec, ModelSpec, TaskSpec, hookimpl
 from kdbench_vision import models
 from kdbench_vision.digits import build_digits
-from kdbench_vision.mnist import MNIST_FILES, build_mnist
+from kdbench_vision.mnist import FASHION_MNIST_FILES, MNIST_FILES, build_fashion_mnist, build_mnist
 
 
 @hookimpl
@@ -16,6 +17,9 @@ def kdbench_tasks() -> list[TaskSpec]:
                  options={"split_seed": 0}),
         TaskSpec("mnist", "classification", "vision", build_mnist,
                  "MNIST from its four canonical IDX files; 5,000 training images held out for validation",
+                 options={"val_size": 5000, "split_seed": 0}),
+        TaskSpec("fashion-mnist", "classification", "vision", build_fashion_mnist,
+                 "Fashion-MNIST from its four canonical IDX files; 5,000 training images held out for validation",
                  options={"val_size": 5000, "split_seed": 0}),
     ]
 
@@ -33,4 +37,6 @@ def kdbench_students() -> list[ModelSpec]:
 
 @hookimpl
 def kdbench_datasets() -> list[DatasetSpec]:
-    return [DatasetSpec("mnist", MNIST_FILES, "MNIST handwritten digits (LeCun, Cortes, Burges)", "CC BY-SA 3.0")]
+    return [DatasetSpec("mnist", MNIST_FILES, "MNIST handwritten digits (LeCun, Cortes, Burges)", "CC BY-SA 3.0"),
+            DatasetSpec("fashion-mnist", FASHION_MNIST_FILES,
+                        "Fashion-MNIST clothing images (Xiao, Rasul & Vollgraf 2017, Zalando Research)", "MIT")]

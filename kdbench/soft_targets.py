@@ -1,7 +1,8 @@
 """Temperature-softened class distributions and the KL divergences between them.
 
-Shared by every method that distils soft targets (KD, reverse KD, DKD, LS-KD, multi-teacher,
-DML), so the one place that gets the log-space arithmetic and the T² factor right is here.
+Shared by every method that distils soft targets, in whichever plugin it lives (KD, reverse KD,
+DKD, LS-KD, multi-teacher, DML, GLNN, the data-free methods), so the one place that gets the
+log-space arithmetic and the T² factor right is here, in the public API.
 KL terms are computed from log-probabilities on both sides: feeding probabilities, or
 averaging over classes instead of samples, are the two bugs most often shipped in KD code.
 """
