@@ -66,6 +66,11 @@ class Combination:
         object.__setattr__(self, "key", config_hash(self.config))
 
     @property
+    def saves_weights(self) -> bool:
+        """Its trained weights go to the cache: a teacher's, or a student's that others start from."""
+        return self.role == "teacher" or self.keeps_weights
+
+    @property
     def dependencies(self) -> tuple[Combination, ...]:
         """The runs that must finish first: its teachers, and the run it starts from."""
         return self.teachers + ((self.init,) if self.init is not None else ())

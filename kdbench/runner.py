@@ -4,8 +4,9 @@ Each combination is one MLflow run keyed by its config hash. A key with a FINISH
 run is skipped (unless ``rerun``); FAILED and interrupted ones run again; a stale
 RUNNING run left by a killed process is marked KILLED; a finished teacher whose
 checkpoint is no longer in the cache is run again, so a teacher is only ever trained
-by its own run; so is a student run that others start from (``Combination.keeps_weights``). A pretrained teacher (``ModelSpec.pretrained``) is never trained: its run
-evaluates it, and its students build it again. After a rerun finishes, the older FINISHED run of the same key is
+by its own run; so is a student run that others start from (``Combination.keeps_weights``).
+A pretrained teacher (``ModelSpec.pretrained``) is never trained: its run evaluates it, and
+its students build it again. After a rerun finishes, the older FINISHED run of the same key is
 deleted, so one key never has two.
 
 A run goes: load its teachers → build its model and training context → train →
@@ -104,8 +105,7 @@ class Runner:
                     self.tracker.end(record.run_id, "KILLED")
             finished = [r for r in records if r.status == "FINISHED"]
             skipped_before = finished and all("kdbench.skipped" in r.tags for r in finished)
-            kept = combination.role == "teacher" or combination.keeps_weights
-            lost = (kept and combination.skip_reason is None
+            lost = (combination.saves_weights and combination.skip_reason is None
                     and not combination.model_spec.pretrained and not self.cache.has(combination.key))
             if finished and not self.rerun and not lost and not (skipped_before and combination.skip_reason is None):
                 done.append(combination)
@@ -178,7 +178,7 @@ class Runner:
             for record in self._previous.get(run.key, []):
                 if record.status == "FINISHED" and record.run_id != run.run_id:
                     self.tracker.delete(record.run_id)
-        elif status == "FAILED" and (run.role == "teacher" or combination.keeps_weights):
+        elif status == "FAILED" and combination.saves_weights:
             self.failed_dependencies[run.key] = reason
         return Outcome(combination, status, reason if status != "FINISHED" else "", metrics)
 
@@ -232,7 +232,7 @@ class Runner:
                 trained = train(replace(context, model=torch.compile(model)) if combination.recipe.compile
                                 else context)
             trained = getattr(trained, "_orig_mod", trained)  # a compiled model's own module, for its state dict
-            if combination.role == "teacher" or combination.keeps_weights:
+            if combination.saves_weights:
                 self.cache.save(combination.key, trained)
             if transform is not None:
                 trained = self._transformed(transform, context, trained)

@@ -91,8 +91,7 @@ class ParallelRunner:
                         self.runner.record_failure(combination, reason)
                         result = JobResult(key, "FAILED", reason)
                     unfinished.discard(key)
-                    kept = combination.role == "teacher" or combination.keeps_weights
-                    if kept and result.status not in ("FINISHED", "SKIPPED"):
+                    if combination.saves_weights and result.status not in ("FINISHED", "SKIPPED"):
                         failed_dependencies[key] = result.error or result.status
                     self._finish(combination, result)
         except KeyboardInterrupt:

@@ -59,13 +59,15 @@ PALETTE = (
     "#ce6dbd",
     # web colours none of the above comes near
     "#000080", "#808000", "#800000", "#008080", "#ff00ff", "#00ff7f", "#4169e1", "#ff1493",
+    "#b8860b", "#556b2f", "#ff4500", "#6a5acd", "#20b2aa", "#c71585",
 )
-"""36 qualitative colours, none grey or black (the references' colours): one for each built-in
+"""42 qualitative colours, none grey or black (the references' colours): one for each built-in
 method, and a few to spare for the next ones."""
 BUILT_IN = (
     "kd", "dkd", "fitnets", "at", "crd", "rkd", "nst", "sp", "pkt", "vid", "cc", "ls-kd", "kd-reverse",
     "takd", "dml", "ban", "crd-infonce", "multi-teacher", "dist", "glnn", "lsp", "progressive", "consistency",
     "score-kd", "rd", "de", "cd", "rrd", "heatmap-kd", "bev-feature", "bev-relation", "gkd", "minillm", "seq-kd",
+    "kd-noise", "dafl", "dfad", "deepinversion", "specialists",
 )
 """The built-in methods, each given its own palette colour in this order (the classification
 methods, which share plots most, get the most distinct ones). A new built-in method not listed
