@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.equality.record import ALLOWANCES, Allowance, differences, record
+from tests.equality.record import ACROSS_MACHINES, ALLOWANCES, Allowance, differences, machine, record, tolerance
 
 RECORDS = Path(__file__).parent / "equality"
 
@@ -26,7 +26,7 @@ def test_every_rewritten_method_gives_the_metrics_the_old_code_recorded(require_
     assert {key.split("|")[3] for key in after} == {
         "student-only", "kd", "score-kd", "rd", "cd", "rrd", "de", "glnn", "lsp", "dml", "ban", "takd", "ddim-n",
         "progressive", "consistency", "teacher"}
-    assert differences(before["runs"], after) == []
+    assert differences(before["runs"], after, within=tolerance(before)) == []
 
 
 def test_the_check_reports_changed_missing_and_new_metrics_and_runs():
@@ -43,6 +43,19 @@ def test_the_check_reports_changed_missing_and_new_metrics_and_runs():
         "t|a|b|kd|0: extra not in the record",
         f"t|a|b|kd|0: test_accuracy was 0.5, is {0.5 + 1e-12!r}",
     ]
+
+
+def test_another_machine_gets_a_relative_tolerance_and_the_recording_one_none():
+    before = {"t|a|b|kd|0": {"test_accuracy": 0.5, "val_ece": 0.0187}}
+    after = {"t|a|b|kd|0": {"test_accuracy": 0.5, "val_ece": 0.0187 * (1 + 4.4e-5)}}
+    here, elsewhere = {"machine": machine(), "runs": before}, {"machine": "a machine that is not this one"}
+    assert (tolerance(here), tolerance(elsewhere), tolerance({})) == (0.0, ACROSS_MACHINES, ACROSS_MACHINES)
+    assert differences(before, after, within=tolerance(here)) == [
+        f"t|a|b|kd|0: val_ece was 0.0187, is {0.0187 * (1 + 4.4e-5)!r}"]
+    assert differences(before, after, within=tolerance(elsewhere)) == []
+    after["t|a|b|kd|0"]["test_accuracy"] = 0.5 * (1 + 2 * ACROSS_MACHINES)  # beyond it, even elsewhere
+    assert differences(before, after, within=ACROSS_MACHINES) == [
+        f"t|a|b|kd|0: test_accuracy was 0.5, is {0.5 * (1 + 2 * ACROSS_MACHINES)!r}"]
 
 
 def test_allowances_cover_only_their_method_and_never_a_test_metric():
