@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from kdbench_datafree.dafl import DAFL, dafl_losses
+from kdbench_datafree import dafl
+from kdbench_datafree.dafl import DAFL, dafl_losses, identical_images
 from kdbench_datafree.deepinversion import DeepInversion, feature_statistics_loss, total_variation
 from kdbench_datafree.dfad import DFAD, logit_l1
 from kdbench_datafree.kd_noise import NoiseKD
@@ -64,6 +65,38 @@ def test_dafl_entropy_is_minus_one_on_a_balanced_batch_and_finite_where_a_class_
     # the last class's probability underflows to 0 in every row: its 0·log 0 counts as 0, not NaN
     logits = torch.tensor([[0.0, 0.0, -1e4], [0.0, 0.0, -1e4]])
     assert dafl_losses(logits, torch.ones(2, 3))["entropy"].item() == pytest.approx(math.log10(0.5), abs=1e-6)
+
+
+def test_identical_images_flags_a_batch_of_one_image_repeated_and_nothing_else():
+    assert identical_images(torch.zeros(4, 1, 3, 3))
+    assert identical_images(randn(1, 1, 3, 3).expand(5, 1, 3, 3))
+    almost = torch.zeros(4, 1, 3, 3)
+    almost[2, 0, 1, 1] = 1e-3  # one pixel of one image differs
+    assert not identical_images(almost)
+    assert not identical_images(randn(4, 1, 3, 3, seed=8))
+
+
+class DeadGenerator(Generator):
+    """A generator in DAFL's dead state: every image the same, yet still differentiable, so the method's
+    generator step runs as it does once the real one's tanh has saturated."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return super().forward(z) * 0.0
+
+
+@pytest.mark.parametrize("generator_class, share", [(Generator, 0.0), (DeadGenerator, 1.0)], ids=["alive", "dead"])
+def test_dafl_logs_the_share_of_its_generators_batches_that_were_one_image(generator_class, share, monkeypatch):
+    monkeypatch.setattr(dafl, "Generator", generator_class)
+    task = mnist_shaped_task()
+    guarded = without_training_inputs(task, "dafl")
+    torch.manual_seed(0)
+    teacher = Teacher(guarded, LENET5_BN.build(task).eval(), method="dafl", needs="model", cached=False)
+    method = DAFL(guarded, [teacher], **{**DAFL.defaults, **TINY[DAFL]})
+    logged: list[dict[str, float]] = []
+    context = TrainContext(task=guarded, model=LENET5_HALF.build(task), role="student", recipe=task.recipe("student"),
+                           seed=0, method=method, teachers=(teacher,), log=lambda metrics, step: logged.append(metrics))
+    method.fit(context)
+    assert logged == [{"dafl_identical_batches": share}]
 
 
 # --- DFAD ---------------------------------------------------------------------------------
@@ -242,6 +275,16 @@ def test_lenet_models_give_logits_and_named_features_on_28_by_28_digits(spec, wi
     assert out.features["embedding"].shape == (5, c3)
     assert sum(p.numel() for p in model.parameters()) == lenet_parameters(*widths, batch_norm)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == batch_norm
+
+
+def test_the_teacher_trains_as_dafls_teacher_train_py_trains_it_whatever_the_task_default():
+    task = mnist_shaped_task()
+    teacher_default = Recipe(epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, schedule="cosine")
+    recipe = teacher_default.updated(LENET5_BN.recipe)  # the plan applies a spec's recipe over the task's
+    assert (recipe.optimizer, recipe.lr, recipe.batch_size, recipe.schedule) == ("adam", 1e-3, 256, "constant")
+    assert recipe.epochs == 10 and recipe.weight_decay == 0.0
+    assert LENET5_HALF.recipe == {}  # the student trains by the suite's recipe alone
+    LENET5_BN.build(task)
 
 
 def test_lenet_refuses_inputs_it_cannot_pad_to_32():

@@ -32,6 +32,14 @@ def dafl_losses(logits: torch.Tensor, features: torch.Tensor) -> dict[str, torch
     }
 
 
+def identical_images(images: torch.Tensor) -> torch.Tensor:
+    """Whether every image of the batch is the same one (a 0-d bool tensor, left on the device so that
+    counting them costs no synchronisation a step): the generator's dead state. Its tanh saturated
+    at one sign everywhere, the last BatchNorm turns the constant into zeros, and no gradient comes back
+    through the tanh, so the generator stays there and the student learns one class from then on."""
+    return (images.flatten(1) - images[:1].flatten(1)).abs().max() <= 1e-6
+
+
 class DAFL(DataFreeMethod):
     """A generator taught by the teacher alone (its ``dafl_losses``, on the teacher's ``embedding``),
     the student distilled from the teacher on the generator's images as it goes.
@@ -47,6 +55,10 @@ class DAFL(DataFreeMethod):
     120 steps of 512 images are some 205 such epochs of MNIST's 60,000, far past two CPU cores (one
     generator step on 28×28 images costs about 0.7 CPU-seconds at batch 64, six at 512); the suite
     gives 3 epochs of batches of 64.
+
+    The run logs ``dafl_identical_batches``, the share of the generator's batches whose images were all
+    the same (``identical_images``): 0 in a healthy run; a generator that died at step k of n shows
+    about 1 − k/n.
     """
 
     name = "dafl"
@@ -62,6 +74,7 @@ class DAFL(DataFreeMethod):
         size = context.recipe.batch_size
         self.generator = Generator(self.latent_dim, self.input_shape(), eps=0.8).to(context.device)
         optimiser = torch.optim.Adam(self.generator.parameters(), lr=self.lr_G)
+        identical: list[torch.Tensor] = []
 
         def draw(generator: torch.Generator) -> torch.Tensor:
             images = self.generator(gaussian(context, generator, size, self.latent_dim))
@@ -71,6 +84,9 @@ class DAFL(DataFreeMethod):
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            identical.append(identical_images(images.detach()))
             return images.detach()
 
-        return self.distil(context, draw, lambda student, teacher: {"kd": soft_target_loss(student, teacher, 1.0)})
+        student = self.distil(context, draw, lambda student, teacher: {"kd": soft_target_loss(student, teacher, 1.0)})
+        context.log({"dafl_identical_batches": torch.stack(identical).float().mean().item()}, None)
+        return student
