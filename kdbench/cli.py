@@ -6,6 +6,8 @@ import argparse
 import os
 import signal
 import sys
+import tempfile
+import urllib.parse
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +24,10 @@ if TYPE_CHECKING:
     from kdbench.executors import Placement
     from kdbench.plan import Combination
     from kdbench.registry import Registry
+    from kdbench.runner import Outcome
     from kdbench.suite import Suite
+    from kdbench.teacher_cache import TeacherCache
+    from kdbench.tracking import RunRecord, Tracker
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
                              help="with --executor ray: the GPUs each run reserves (fractions share a GPU; "
                                   "default 1 with --device cuda)")
 
+    def with_probe(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--no-probe", action="store_true",
+                             help="with a plan: estimate from recorded runs only, without timing one epoch of the "
+                                  "others")
+
     run = with_plugins(sub.add_parser("run", help="run a suite"))
     run.add_argument("suite", help="a suite file, or the name of one in suites/")
     run.add_argument("--rerun", action="store_true", help="run again combinations that already finished")
@@ -79,7 +89,21 @@ def _parser() -> argparse.ArgumentParser:
                      help="run every method at the values `kdbench tune` chose for it (its own runs, apart from the "
                           "untuned ones)")
     run.add_argument("--storage", help="the tuning studies' RDB URL (default: optuna.db beside the MLflow store)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="train nothing: print what `kdbench plan` prints (each run's state and the estimated time)")
+    with_probe(run)
     run.set_defaults(handler=_run)
+
+    plan = with_plugins(sub.add_parser(
+        "plan", help="what `run` would do: every run's state and an estimate of the wall time; trains nothing"))
+    plan.add_argument("suite", help="a suite file, or the name of one in suites/")
+    plan.add_argument("--rerun", action="store_true", help="plan as `run --rerun` would run")
+    plan.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
+    plan.add_argument("--max-parallel", type=int, default=None, metavar="N",
+                      help="also estimate N runs at once (default: the number of cores)")
+    plan.add_argument("--device", default="auto", help="the device the runs would train on: auto, cpu, cuda or cuda:N")
+    with_probe(plan)
+    plan.set_defaults(handler=_plan, executor="inprocess", address=None, tuned=False)
 
     tune = with_plugins(sub.add_parser(
         "tune", help="search every method's hyper-parameters, the baseline's too, with one budget, on val only"))
@@ -187,14 +211,13 @@ def _expand(path: Path, suite: Suite, registry: Registry) -> list[Combination]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _plan(args)
     from kdbench.console import WIDTH, RichProgress, summary_table
-    from kdbench.data_root import cache_dir
     from kdbench.leaderboard.board import load_board
     from kdbench.leaderboard.store import protocol, protocol_runs
     from kdbench.runner import Runner
     from kdbench.suite import load_suite
-    from kdbench.teacher_cache import TeacherCache
-    from kdbench.tracking import Tracker
 
     console = Console(width=max(Console().width, WIDTH))
     max_parallel = _max_parallel(args)
@@ -202,7 +225,7 @@ def _run(args: argparse.Namespace) -> int:
     path = resolve_suite(args.suite)
     suite = load_suite(path, registry)
     combinations = _expand(path, suite, registry)
-    tracker = Tracker(args.tracking_uri, suite.name)
+    tracker, cache = _writable_places(args.tracking_uri, suite.name)
     storage = None
     if args.tuned:
         from kdbench.tuning import storage_url, tuned
@@ -210,9 +233,9 @@ def _run(args: argparse.Namespace) -> int:
         storage = args.storage or storage_url(tracker.uri)
         combinations = tuned(suite, combinations, storage)
     device, placement = _placement(args)
-    with RichProgress(Console(stderr=True), total=len(combinations)) as progress:
-        runner = Runner(registry, tracker, TeacherCache(cache_dir()), progress=progress, rerun=args.rerun,
-                        device=device)
+    # failures are listed once, after the board, with where their tracebacks are
+    with RichProgress(Console(stderr=True), total=len(combinations), live_failures=False) as progress:
+        runner = Runner(registry, tracker, cache, progress=progress, rerun=args.rerun, device=device)
         todo, done = runner.pending(combinations)
         if done:
             progress.note(f"{len(done)}/{len(combinations)} runs already finished, skipped"
@@ -239,8 +262,8 @@ def _run(args: argparse.Namespace) -> int:
     ran = len(outcomes) - len(skipped)
     console.print(f"{ran - len(failed)} finished, {len(failed)} failed, {len(skipped)} n/a, {len(done)} skipped "
                   f"(tracking: {tracker.uri}, experiment '{suite.name}')", markup=False, highlight=False)
-    for outcome in failed:
-        console.print(f"FAILED {outcome.combination.label}: {outcome.error}", markup=False, highlight=False)
+    for line in _failure_lines(failed, tracker):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)  # a runs:/ URI to copy whole
     if interrupted:
         console.print("interrupted: the run in progress is marked KILLED and runs again next time",
                       markup=False, highlight=False)
@@ -257,12 +280,110 @@ def _max_parallel(args: argparse.Namespace) -> int:
     return max_parallel
 
 
+def _writable_places(uri: str | None, experiment: str, writes_to: str | None = None) -> tuple[Tracker, TeacherCache]:
+    """The suite's tracker and the teacher cache, once every folder a run writes to is known to take a
+    file: the cache (``KDBENCH_CACHE``, its ``teachers/`` too), an embedded store's folder and file, and
+    the artifact root of ``writes_to`` (the experiment the runs go to; default ``experiment``) when it is
+    on this machine — so a read-only one is a one-line error before the first run, not a traceback, nor
+    teachers trained for minutes and then refused at save. Only ``writes_to`` is created if missing."""
+    from kdbench.teacher_cache import TeacherCache
+    from kdbench.tracking import Tracker, absolute_sqlite, default_tracking_uri
+
+    root = _cache_root()
+    for folder in (root, root / "teachers"):
+        _check_writable(folder, "the cache (KDBENCH_CACHE)")
+    uri = absolute_sqlite(uri or default_tracking_uri())
+    if uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///"))
+        _check_writable(database.parent, "the MLflow store's folder")
+        if database.is_file():
+            try:
+                with open(database, "r+b"):
+                    pass
+            except OSError as error:
+                raise UserError(f"the MLflow store {database} is not writable ({error.strerror})") from None
+    tracker = Tracker(uri, experiment)
+    written = tracker if writes_to in (None, experiment) else Tracker(uri, writes_to)
+    location = urllib.parse.urlparse(written.client.get_experiment(written.ensure_experiment()).artifact_location)
+    if location.scheme in ("", "file"):  # a server's proxied or remote artifact store is the server's to check
+        _check_writable(Path(urllib.parse.unquote(location.path)), "the MLflow artifact root")
+    return tracker, TeacherCache(root)
+
+
+def _cache_root() -> Path:
+    """``KDBENCH_CACHE``, made if missing; one that cannot be made is a one-line error."""
+    from kdbench.data_root import cache_dir
+
+    try:
+        return cache_dir()
+    except OSError as error:
+        raise UserError(f"KDBENCH_CACHE {error.filename}: cannot be made ({error.strerror}); point KDBENCH_CACHE at "
+                        "a folder you can write") from None
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Fail in one line unless a file can be made in ``folder`` (made first, when missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".kdbench-write-check-"):
+            pass
+    except OSError as error:
+        raise UserError(f"{what} {folder} is not writable ({error.strerror or error})") from None
+
+
+def _failure_lines(failed: list[Outcome], tracker: Tracker) -> list[str]:
+    """One line per failed run: its reason, and the MLflow artifact holding its traceback when it has one
+    (a run whose worker died has none)."""
+    if not failed:
+        return []
+    from kdbench.runner import TRACEBACK_ARTIFACT
+
+    latest: dict[str, RunRecord] = {}
+    for record in tracker.runs():
+        key = record.tags.get("kdbench.config_hash", "")
+        if record.status == "FAILED" and (key not in latest or record.start_time > latest[key].start_time):
+            latest[key] = record
+    lines = []
+    for outcome in failed:
+        line = f"FAILED {outcome.combination.label}: {outcome.error}"
+        record = latest.get(outcome.combination.key)
+        if record is not None and TRACEBACK_ARTIFACT in {a.path for a in tracker.client.list_artifacts(record.run_id)}:
+            line += f" (traceback: MLflow artifact runs:/{record.run_id}/{TRACEBACK_ARTIFACT})"
+        lines.append(line)
+    return lines
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """Every run's state and the estimated wall time, from the store and the cache as they are: nothing
+    trains, nothing is written to either (a probe's runs go to a temporary folder)."""
+    from kdbench.console import WIDTH, plan_table
+    from kdbench.device import resolve
+    from kdbench.estimate import CacheView, Prober, plan, store_runs
+    from kdbench.suite import load_suite
+    from kdbench.tracking import absolute_sqlite, default_tracking_uri
+
+    if args.tuned:
+        raise UserError("--dry-run does not plan --tuned runs")
+    max_parallel = _max_parallel(args)
+    registry = _registry(args)
+    path = resolve_suite(args.suite)
+    suite = load_suite(path, registry)
+    combinations = _expand(path, suite, registry)
+    device = resolve(args.device)
+    uri = absolute_sqlite(args.tracking_uri or default_tracking_uri())
+    records, history = store_runs(uri, suite.name)
+    notes = Console(stderr=True)
+    with Prober(registry, device, lambda text: notes.print(text, markup=False, highlight=False)) as prober:
+        planned = plan(combinations, records, history, CacheView(_cache_root()), args.rerun, device,
+                       None if args.no_probe else prober)
+    Console(width=max(Console().width, WIDTH)).print(plan_table(suite.name, planned, max_parallel, uri))
+    return 0
+
+
 def _tune(args: argparse.Namespace) -> int:
     from kdbench.console import RichProgress
-    from kdbench.data_root import cache_dir
     from kdbench.runner import Runner
     from kdbench.suite import load_suite
-    from kdbench.teacher_cache import TeacherCache
     from kdbench.tracking import Tracker, trials_experiment
     from kdbench.tuning import Tuning, best, storage_url, studies, tune
 
@@ -274,15 +395,17 @@ def _tune(args: argparse.Namespace) -> int:
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
     combinations = _expand(path, suite, registry)
-    tracker = Tracker(args.tracking_uri, suite.name)
+    # the trials' experiment is the one sure to be written; the suite's holds teachers, when any must train
+    tracker, cache = _writable_places(args.tracking_uri, suite.name, trials_experiment(suite.name))
     storage = args.storage or storage_url(tracker.uri)
     chosen = studies(suite, combinations)
     teachers = list({t.key: t for study in chosen for t in study.combination.teachers}.values())
-    cache = TeacherCache(cache_dir())
     console = Console(width=max(Console().width, 140))
     given_up: dict[str, str] = {}
     device, placement = _placement(args)
-    with RichProgress(Console(stderr=True), total=len(teachers) + trials * len(chosen)) as progress:
+    # a failed teacher is listed at the end, with its traceback; a failed trial as it happens
+    with RichProgress(Console(stderr=True), total=len(teachers) + trials * len(chosen),
+                      live_failures=False) as progress:
         runner = Runner(registry, tracker, cache, progress=progress, device=device)
         todo, done = runner.pending(teachers)  # teachers are trained by their own runs, once
         progress.bars.advance(progress.overall, len(done))
@@ -296,9 +419,10 @@ def _tune(args: argparse.Namespace) -> int:
             outcomes = runner.run(todo)
         failed = [o for o in outcomes if o.status != "FINISHED"]
         if failed:
-            for outcome in failed:
-                console.print(f"FAILED {outcome.combination.label}: {outcome.error}", markup=False, highlight=False)
+            for line in _failure_lines(failed, tracker):
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
             return 1
+        progress.live_failures = True
         trial_runner = Runner(registry, Tracker(tracker.uri, trials_experiment(suite.name)), cache, progress=progress,
                               device=device)
         tuning = Tuning(chosen, storage, trials, suite.tune.seed, suite.tune.epochs, trial_runner.tracker)
@@ -334,6 +458,11 @@ def _tune(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     registry = _registry(args)
     console = Console()
+    # a plugin installed in another environment (a venv whose own kdbench is not the one on PATH) is
+    # missing without a word: say which environment this is and what it loaded
+    loaded = "; ".join(f"{source} ({', '.join(names)})" for source, names in _plugin_sources(registry).items())
+    for line in (f"python environment: {sys.prefix} ({sys.executable})", f"plugins loaded: {loaded or 'none'}"):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     sorts = (["tasks", "teachers", "students", "methods", "transforms", "datasets", "suites"] if args.what == "all"
              else [args.what])
     for sort in sorts:
@@ -350,6 +479,28 @@ def _list(args: argparse.Namespace) -> int:
                 table.add_row(name, _kind_of(sort, entry), catalogue.plugins[name], _describe(entry))
         console.print(table)
     return 0
+
+
+def _plugin_sources(registry: Registry) -> dict[str, list[str]]:
+    """The loaded plugins by where they come from: the distribution (``name==version``) whose entry point
+    or package holds each, else the file it was read from."""
+    import importlib.metadata as metadata
+
+    from kdbench.plugin_manager import ENTRY_POINT_GROUP
+
+    points = {point.name: point for point in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    packages = metadata.packages_distributions()
+    sources: dict[str, list[str]] = {}
+    for name, module in registry.manager.list_name_plugin():
+        point = points.get(name)
+        if point is not None and point.dist is not None and point.module == module.__name__:
+            source = f"{point.dist.name}=={point.dist.version}"
+        elif owners := packages.get(module.__name__.partition(".")[0]):
+            source = f"{owners[0]}=={metadata.version(owners[0])}"
+        else:
+            source = f"not installed: {getattr(module, '__file__', module.__name__)}"
+        sources.setdefault(source, []).append(name)
+    return sources
 
 
 def _kind_of(sort: str, entry: object) -> str:

@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from kdbench.estimate import PROBE_BATCHES, PROBE_SECONDS, PlannedRun, makespan
 from kdbench.leaderboard.board import Board
 from kdbench.leaderboard.columns import (
     CROSS_TASK_HEADERS,
@@ -29,8 +30,11 @@ from kdbench.runner import Progress as RunnerProgress
 
 
 class RichProgress(RunnerProgress):
-    def __init__(self, console: Console, total: int) -> None:
+    def __init__(self, console: Console, total: int, live_failures: bool = True) -> None:
+        """``live_failures``: print each failed run as it ends; off where the command lists its failures
+        at the end, so that each is printed once."""
         self.console = console
+        self.live_failures = live_failures
         self.bars = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
@@ -64,7 +68,7 @@ class RichProgress(RunnerProgress):
         if self.current is not None:
             self.bars.remove_task(self.current)
             self.current = None
-        if outcome.status == "FAILED":
+        if outcome.status == "FAILED" and self.live_failures:
             reason = f" {outcome.combination.label}: {outcome.error}"
             self.console.print(Text.assemble(("FAILED", "red"), reason))
         self.bars.advance(self.overall)
@@ -132,3 +136,62 @@ def _plain_table(name: str, headers: list[str], rows: list[list[str]],
     for row in rows:
         table.add_row(*[Text(cell) for cell in row])
     return table
+
+
+def plan_table(suite: str, planned: list[PlannedRun], max_parallel: int, uri: str) -> Group:
+    """``kdbench plan``: one row per run in the order ``run`` takes them — its state, what it needs
+    (a teacher row: whether its checkpoint is cached) and its estimate with where it came from —
+    then the totals one after another and with ``max_parallel`` at once."""
+    by_key = {p.combination.key: p for p in planned}
+    table = _table(f"{suite} — plan: nothing trains, nothing is written")
+    for header in ("run", "state", "needs", "estimate", "from"):
+        table.add_column(header, justify="right" if header == "estimate" else "left")
+    for item in planned:
+        combination = item.combination
+        if combination.skip_reason is not None:
+            state = f"n/a: {combination.skip_reason}"
+        else:
+            state = "finished" if item.state.done else f"to run: {item.state.why}"
+        table.add_row(*[Text(cell) for cell in (combination.label, state, _needs(item, by_key),
+                                                  _duration(item.estimate.seconds), item.estimate.source)])
+    todo = [p for p in planned if p.runs]
+    sources = [p.estimate.source for p in todo if p.combination.skip_reason is None]
+    unknown = sum(p.estimate.seconds is None for p in todo)
+    serial, parallel = makespan(planned, 1), makespan(planned, max_parallel)
+    lines = [
+        f"{len(planned)} runs: {len(planned) - len(todo)} finished, {len(todo)} to run "
+        f"({sum(p.combination.skip_reason is not None for p in todo)} of them n/a, recorded without training)",
+        f"estimated wall time: {_duration(serial)} one after another (kdbench run), {_duration(parallel)} with "
+        f"--max-parallel {max_parallel} (each run taken to last as long in a worker as alone)"
+        + (f"; {unknown} run(s) not estimated, left out" if unknown else ""),
+        f"estimates: {sum(s.startswith('recorded') for s in sources)} from recorded runs (the median wall time per "
+        "epoch of finished runs in the store with the same task, role, model, teachers, method, device and recipe "
+        f"but its epochs, times this run's epochs), {sources.count('probe')} from probes (the run itself for one "
+        f"epoch of at least {PROBE_BATCHES} batches and {PROBE_SECONDS:.0f} s, in a temporary store, scaled to its "
+        "recipe's epochs and batches)",
+        f"tracking: {uri}, experiment '{suite}'",
+    ]
+    return Group(table, Text("\n".join(lines)))
+
+
+def _needs(item: PlannedRun, by_key: dict[str, PlannedRun]) -> str:
+    """A teacher row: its checkpoint; a student row: each run it needs, cached or to run first."""
+    combination = item.combination
+    if combination.role == "teacher":
+        if combination.model_spec.pretrained:
+            return "pretrained"
+        return "checkpoint cached" if item.cached else "no checkpoint yet"
+    needs = [(f"teacher {t.model_spec.name}", t) for t in combination.teachers]
+    if combination.init is not None:
+        needs.append((f"starts from {combination.init.variant}", combination.init))
+    return ", ".join(f"{what}: {'cached' if by_key[d.key].state.done else 'runs first'}"
+                     if not d.model_spec.pretrained else f"{what}: pretrained" for what, d in needs)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

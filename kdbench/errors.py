@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class UserError(Exception):
     """A problem in what the user gave us (a suite file, a name, a missing data file).
@@ -32,3 +34,22 @@ class IncompatibleCombination(Exception):
 class Stopped(Exception):
     """A run stopped on purpose by whoever watches its epochs (a pruned tuning trial): recorded as
     such, not as a failure."""
+
+
+class DiskFullError(UserError):
+    """No space left (or the quota used up) under a folder kdbench writes to: the teacher cache or the
+    artifact root. It stops the suite, since every later run would fail the same way; what was written
+    is complete or absent, so the next invocation resumes once there is room."""
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether ``error``, or an error it was raised from or while handling, is the system saying no space
+    is left: torch reports its own writer's failure with the ``OSError`` as context, not as the error."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

@@ -11,7 +11,10 @@ deleted, so one key never has two.
 
 A run goes: load its teachers → build its model and training context → train →
 evaluate → measure; each is one function below, and ``_record`` is the one place an
-outcome is written.
+outcome is written. A teacher found in the cache (trained by an earlier suite, or by its own
+run killed after the save) is evaluated, not trained, and its run logs the curves the
+checkpoint kept. No space left under the artifact root (or the cache) is a ``DiskFullError``
+naming the folder: the run is recorded FAILED and the suite stops, to resume once there is room.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Callable, Iterable
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,7 +35,7 @@ from torch import nn
 
 from kdbench.data_free import without_training_inputs
 from kdbench.device import determinism, device_name
-from kdbench.errors import IncompatibleCombination, Stopped, UserError
+from kdbench.errors import DiskFullError, IncompatibleCombination, Stopped, UserError, out_of_space
 from kdbench.hashing import canonical_json
 from kdbench.method import Method
 from kdbench.model_stats import deployment_latency, device_latency, measure, on_cpu
@@ -44,6 +49,8 @@ from kdbench.tracking import RunRecord, Tracker
 from kdbench.training import TrainContext, train
 from kdbench.transform import StudentTransform
 
+TRACEBACK_ARTIFACT = "traceback.txt"
+"""The artifact holding a failed run's traceback (the summary names it)."""
 PLAIN_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
 """A task's pictures and samples become artifact names, and published file names and headings: no
 folders, no markup."""
@@ -93,7 +100,10 @@ class Runner:
         self.outcomes: list[Outcome] = []
 
     def pending(self, combinations: list[Combination]) -> tuple[list[Combination], list[Combination]]:
-        """Split into (to run, already finished); mark stale RUNNING runs KILLED."""
+        """Split into (to run, already finished) by ``estimate.run_state``, the rule ``kdbench plan``
+        shows; mark stale RUNNING runs KILLED."""
+        from kdbench.estimate import run_state  # the plan's module builds on this one
+
         by_key: dict[str, list[RunRecord]] = {}
         for record in self.tracker.runs():
             by_key.setdefault(record.tags.get("kdbench.config_hash", ""), []).append(record)
@@ -103,14 +113,7 @@ class Runner:
             for record in records:
                 if record.status == "RUNNING":
                     self.tracker.end(record.run_id, "KILLED")
-            finished = [r for r in records if r.status == "FINISHED"]
-            skipped_before = finished and all("kdbench.skipped" in r.tags for r in finished)
-            lost = (combination.saves_weights and combination.skip_reason is None
-                    and not combination.model_spec.pretrained and not self.cache.has(combination.key))
-            if finished and not self.rerun and not lost and not (skipped_before and combination.skip_reason is None):
-                done.append(combination)
-            else:
-                todo.append(combination)
+            (done if run_state(combination, records, self.cache, self.rerun).done else todo).append(combination)
         self._previous = by_key
         return todo, done
 
@@ -150,8 +153,13 @@ class Runner:
             self._record(combination, run, "FAILED", str(error)[:500])
             raise
         except Exception as error:  # recorded, and the suite goes on
-            self.tracker.log_text(run.run_id, traceback.format_exc(), "traceback.txt")
-            return self._record(combination, run, "FAILED", f"{type(error).__name__}: {error}".splitlines()[0][:500])
+            reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+            try:
+                with self._artifacts(run.run_id):
+                    self.tracker.log_text(run.run_id, traceback.format_exc(), TRACEBACK_ARTIFACT)
+            finally:  # recorded even when the traceback finds no room (a DiskFullError, which stops the suite)
+                outcome = self._record(combination, run, "FAILED", reason)
+            return outcome
         metrics["wall_time_s"] = time.perf_counter() - started
         return self._record(combination, run, "FINISHED", metrics=metrics)
 
@@ -200,8 +208,27 @@ class Runner:
         # never part of its key (a suite resumed on another machine finds its finished runs)
         params = {**_flatten(combination.config), "device": device_name(self.device)}
         run_id = self.tracker.start(combination.label, tags, params)
-        self.tracker.log_text(run_id, json.dumps(combination.config, indent=2, sort_keys=True), "config.json")
-        return Run.of(combination, run_id)
+        run = Run.of(combination, run_id)
+        try:
+            with self._artifacts(run_id):
+                self.tracker.log_text(run_id, json.dumps(combination.config, indent=2, sort_keys=True), "config.json")
+        except DiskFullError as full:
+            self._record(combination, run, "FAILED", str(full), hooks=False)
+            raise
+        return run
+
+    @contextmanager
+    def _artifacts(self, run_id: str) -> Iterator[None]:
+        """Around a write to the run's artifacts: no space left there is the user's to fix, named by its folder."""
+        try:
+            yield
+        except Exception as error:
+            if not out_of_space(error):
+                raise
+            uri = self.tracker.client.get_run(run_id).info.artifact_uri
+            where = urllib.parse.unquote(urllib.parse.urlparse(uri).path) if uri.startswith("file:") else uri
+            raise DiskFullError(f"no space left on device writing the run's artifacts under {where} (free space "
+                                "there or point the MLflow artifact root elsewhere; the next run resumes)") from None
 
     def _execute(self, combination: Combination, run: Run,
                  watch: Callable[[int, dict[str, float]], None] | None) -> dict[str, float]:
@@ -219,13 +246,17 @@ class Runner:
             model = transform.before_training(model, combination.task)
         pretrained = combination.role == "teacher" and combination.model_spec.pretrained
         self.progress.start_run(combination, 0 if pretrained else combination.recipe.epochs)
-        context = self._context(combination, run, model, networks, watch)
+        curves: list[tuple[int | None, dict[str, float]]] = []
+        context = self._context(combination, run, model, networks, watch, curves)
         if pretrained:
             trained = model
             self.tracker.set_tags(run.run_id, {"kdbench.pretrained": "true"})
         elif combination.role == "teacher" and self.cache.has(combination.key) and not self.rerun:
-            # trained by an earlier suite or invocation: evaluate the cached checkpoint, don't retrain
+            # trained by an earlier suite or invocation: evaluate the cached checkpoint, don't retrain, and
+            # log the curves its training logged (its own run may have been killed before it was recorded)
             trained = self.cache.load(combination.key, model)
+            for step, metrics in self.cache.curves(combination.key):
+                self.tracker.log_metrics(run.run_id, metrics, step)
             self.tracker.set_tags(run.run_id, {"kdbench.teacher_cache": "hit"})
         else:
             with determinism(self.device, combination.recipe.deterministic):
@@ -233,7 +264,7 @@ class Runner:
                                 else context)
             trained = getattr(trained, "_orig_mod", trained)  # a compiled model's own module, for its state dict
             if combination.saves_weights:
-                self.cache.save(combination.key, trained)
+                self.cache.save(combination.key, trained, curves)
             if transform is not None:
                 trained = self._transformed(transform, context, trained)
         if context.teachers:
@@ -278,11 +309,17 @@ class Runner:
         return model.to(memory_format=torch.channels_last) if recipe.channels_last else model
 
     def _context(self, combination: Combination, run: Run, model: nn.Module, networks: list[nn.Module],
-                 watch: Callable[[int, dict[str, float]], None] | None) -> TrainContext:
-        """The run's training context: its method (if any) with a handle on each teacher, and the logging."""
+                 watch: Callable[[int, dict[str, float]], None] | None,
+                 curves: list[tuple[int | None, dict[str, float]]]) -> TrainContext:
+        """The run's training context: its method (if any) with a handle on each teacher, and the logging,
+        each call of which is also appended to ``curves`` (a checkpoint keeps them)."""
+
+        def log(metrics: dict[str, float], step: int | None = None) -> None:
+            curves.append((step, dict(metrics)))
+            self.tracker.log_metrics(run.run_id, metrics, step)
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            self.tracker.log_metrics(run.run_id, metrics, step=epoch)
+            log(metrics, epoch)
             self.hook.kdbench_epoch_end(run=run, epoch=epoch, metrics=metrics)
             self.progress.epoch(epoch, metrics)
             if watch is not None:
@@ -305,7 +342,7 @@ class Runner:
                             checkpoint=combination.checkpoint, device=self.device, on_epoch=on_epoch,
                             on_batch=self.progress.batch,
                             build_model=lambda name=None: self._build(combination, name),
-                            log=lambda metrics, step=None: self.tracker.log_metrics(run.run_id, metrics, step))
+                            log=log)
 
     def _evaluate(self, combination: Combination, run: Run, trained: nn.Module,
                   networks: list[nn.Module], method: Method | None) -> dict[str, float]:
@@ -321,10 +358,11 @@ class Runner:
         samples = {**task.text_samples(trained, role), **(method.samples() if method is not None else {})}
         _check_names(run, "picture", pictures, ".png")
         _check_names(run, "sample", samples, ".txt")
-        if pictures:
-            self.tracker.log_pictures(run.run_id, pictures)
-        if samples:
-            self.tracker.log_samples(run.run_id, samples)
+        with self._artifacts(run.run_id):
+            if pictures:
+                self.tracker.log_pictures(run.run_id, pictures)
+            if samples:
+                self.tracker.log_samples(run.run_id, samples)
         return metrics
 
     def _measure(self, combination: Combination, run: Run, trained: nn.Module, networks: list[nn.Module],

@@ -5,22 +5,41 @@ reused by every method and every later invocation; a student run that others sta
 (a case's ``init``) keeps its weights here the same way. Writes are atomic (temporary
 file, fsync, rename), so a killed run never leaves a partial checkpoint behind, and
 the temporary file a killed writer left is removed by the next cache opened on that
-host; loading uses ``weights_only=True``.
+host; a disk that fills up mid-write is a ``DiskFullError`` naming the checkpoint, and
+leaves nothing behind either. Loading uses ``weights_only=True``.
+
+A checkpoint is torch's own zip archive of the state dict with one more record,
+``kdbench.json``, written in the same atomic write: the SHA-256 of every dataset file the
+process had read (``kdbench.data_root.files_read``, the teacher's own among them) and the
+curves its training logged. An entry whose recorded file now reads with another digest was
+trained on other data: it is stale, not found, and its run trains the teacher again. Only
+files this process read too are compared (one it never read belongs to a task not built
+here). A run that finds its teacher cached — a teacher killed after its save, before its run
+was recorded — logs those curves as its own. Checkpoints from before the record load as before.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from kdbench.errors import UserError
+from kdbench.data_root import files_read
+from kdbench.errors import DiskFullError, UserError, out_of_space
 
 _HOST = socket.gethostname().replace(".", "-")
+RECORD = "kdbench.json"
+"""The checkpoint archive's record of what its weights were trained on and what the training logged."""
+Curves = Sequence[tuple[int | None, dict[str, float]]]
+"""What a training logged, in order: (step, metrics) per call (``None``: no step)."""
 
 
 class TeacherCache:
@@ -44,7 +63,16 @@ class TeacherCache:
         return self.root / f"{key}.pt"
 
     def has(self, key: str) -> bool:
-        return self.path(key).is_file()
+        """Whether ``key`` has a checkpoint here that was trained on the data this process reads."""
+        path = self.path(key)
+        if not path.is_file():
+            return False
+        read = files_read()
+        return all(read.get(name, digest) == digest for name, digest in _record(path).get("data", {}).items())
+
+    def curves(self, key: str) -> list[tuple[int | None, dict[str, float]]]:
+        """The curves the checkpoint's training logged, in order; none for a checkpoint from before they were kept."""
+        return [(step, metrics) for step, metrics in _record(self.path(key)).get("curves", [])]
 
     def load(self, key: str, model: nn.Module) -> nn.Module:
         path = self.path(key)
@@ -57,20 +85,39 @@ class TeacherCache:
             ) from None
         return model.eval()
 
-    def save(self, key: str, model: nn.Module) -> Path:
+    def save(self, key: str, model: nn.Module, curves: Curves = ()) -> Path:
+        """Write ``model``'s weights with the data digests and ``curves`` (see the module's docstring)."""
         path = self.path(key)
+        record = json.dumps({"data": files_read(), "curves": [[step, metrics] for step, metrics in curves]})
         handle, temporary = tempfile.mkstemp(dir=self.root, prefix=f".{key}.{_HOST}.{os.getpid()}.",
                                              suffix=".tmp")
         try:
-            with os.fdopen(handle, "wb") as out:
+            with os.fdopen(handle, "w+b") as out:
                 torch.save(model.state_dict(), out)
+                out.seek(0)
+                with zipfile.ZipFile(out, "a") as archive:  # beside torch's records, which its loader alone reads
+                    archive.writestr(f"{archive.namelist()[0].split('/')[0]}/{RECORD}", record)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as error:
             Path(temporary).unlink(missing_ok=True)
+            if out_of_space(error):
+                raise DiskFullError(f"no space left on device writing the checkpoint {path} (free space there or "
+                                    "point KDBENCH_CACHE elsewhere; the next run resumes)") from None
             raise
         return path
+
+
+def _record(path: Path) -> dict[str, Any]:
+    """A checkpoint's ``kdbench.json``; empty for one written before it existed, or for one that is no zip
+    archive at all (``load`` then says it is corrupt)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n.endswith("/" + RECORD)), None)
+            return {} if name is None else json.loads(archive.read(name))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return {}
 
 
 def _alive(pid: int) -> bool:

@@ -63,6 +63,9 @@ class Tracker:
 
         self.client = MlflowClient(tracking_uri=self.uri)
         self.experiment_name = experiment
+        self.run_tags: dict[str, str] = {}
+        """Tags given to every run this tracker starts from now on: where the runs compute (a Ray node),
+        which the combination cannot know."""
         self._refresh()
 
     def ensure_experiment(self) -> str:
@@ -107,7 +110,7 @@ class Tracker:
     def start(self, name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
         from mlflow.entities import Param, RunTag
 
-        run = self.client.create_run(self.ensure_experiment(), run_name=name, tags=tags)
+        run = self.client.create_run(self.ensure_experiment(), run_name=name, tags={**tags, **self.run_tags})
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(run.info.run_id, params=items[start : start + 100])

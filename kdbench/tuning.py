@@ -4,9 +4,12 @@ of trials, each scored on the validation split only, with the paper's defaults a
 One Optuna study per (suite's tune block, task, pair, method), named by the hash of what it
 tunes, in RDB storage (a SQLite file beside the MLflow store by default), so a killed
 ``kdbench tune`` resumes: a trial that was running when the process died is marked failed
-and does not count, and the study ends with exactly ``trials`` finished trials. The sampler
-is TPE, seeded with the block's seed plus the number of trials already in the study (a
-reseeded sampler would otherwise replay its first draws after a restart).
+and does not count (its MLflow run, left RUNNING, is marked KILLED), unless its run had been
+recorded before the study heard, when the study is told that record; the study ends with
+exactly ``trials`` counted trials. The sampler is TPE, seeded with the block's seed plus the
+number of trials counted or in flight: a reseeded sampler would otherwise replay its first
+draws after a restart, while a trial killed uncounted is drawn again as it was, so a resumed
+study holds the trials an uninterrupted one does.
 
 TPE starts from a third of the budget drawn at random (``startup_trials``). A median pruner
 stops a trial whose validation curve falls below the median of the trials before it at the
@@ -30,7 +33,7 @@ from kdbench.plan import Combination, retuned
 from kdbench.runner import Outcome, Runner
 from kdbench.search_space import Distribution, draw, method_space, parse
 from kdbench.suite import Suite
-from kdbench.tracking import Tracker
+from kdbench.tracking import RunRecord, Tracker
 
 RECIPE = "recipe."
 """Prefix of searched recipe fields among a trial's parameters."""
@@ -245,8 +248,7 @@ class Tuning:
                 raise UserError(f"{study.label}: task {study.combination.task_spec.name} has no validation "
                                 "split, and trials are never scored on test")
             optuna_study = load_study(study, storage)
-            for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                optuna_study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # its process was killed
+            _settle(study, optuna_study, tracker)
             # the defaults go first, and again if the process died while trying them
             waiting = optuna.trial.TrialState.WAITING
             if not any(t.user_attrs.get("defaults") and (t.state == waiting or t.user_attrs.get(COUNTED))
@@ -267,10 +269,11 @@ class Tuning:
         running = sum(1 for t in self.asked.values() if t.study is optuna_study)
         if len(done) + running >= self.budget(study) or incompatible(optuna_study) is not None:
             return None
-        # reseeded by the trials so far: a restarted sampler must not replay its first draws; the constant
-        # liar keeps trials asked while others still run from landing on the same point
+        # reseeded by the trials counted or in flight: a restarted sampler must not replay the draws of
+        # trials that count, and draws again what a trial killed uncounted drew; the constant liar keeps
+        # trials asked while others still run from landing on the same point
         optuna_study.sampler = optuna.samplers.TPESampler(
-            seed=self.seed + len(optuna_study.get_trials(deepcopy=False)), constant_liar=True,
+            seed=self.seed + len(done) + running, constant_liar=True,
             n_startup_trials=startup_trials(self.budget(study)))
         trial = optuna_study.ask()
         values = draw(study.space, trial)
@@ -281,27 +284,64 @@ class Tuning:
 
     def tell(self, spec: TrialSpec, outcome: Outcome | None) -> None:
         """Record a trial's outcome; ``None`` when its process died: failed, and not counted."""
-        import optuna
-
         trial = self.asked.pop(spec.trial_id)
-        optuna_study = trial.study
-        if outcome is None:
-            optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            if trial.user_attrs.get("defaults"):  # the defaults are always tried: ask them again
-                optuna_study.enqueue_trial(trial.params, user_attrs={"defaults": True})
-            return
-        trial.set_user_attr(COUNTED, True)
-        value = outcome.metrics.get(f"val_{outcome.combination.task.primary_metric}")
-        if outcome.status == "N/A":
-            trial.set_user_attr(INCOMPATIBLE, outcome.error[:500])
-            optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        elif outcome.status == "PRUNED":
-            optuna_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        elif outcome.status == "FINISHED" and value is not None:
-            optuna_study.tell(trial, value)
-        else:
-            trial.set_user_attr("error", outcome.error[:500])
-            optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        _tell(trial, outcome)
+        if outcome is None and trial.user_attrs.get("defaults"):  # the defaults are always tried: ask them again
+            trial.study.enqueue_trial(spec.values, user_attrs={"defaults": True})
+
+
+def _tell(trial: Any, outcome: Outcome | None) -> None:
+    """Tell the study of ``trial`` (an Optuna ``Trial``) its outcome; ``None``: failed, and not counted."""
+    import optuna
+
+    optuna_study = trial.study
+    if outcome is None:
+        optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    trial.set_user_attr(COUNTED, True)
+    value = outcome.metrics.get(f"val_{outcome.combination.task.primary_metric}")
+    if outcome.status == "N/A":
+        trial.set_user_attr(INCOMPATIBLE, outcome.error[:500])
+        optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    elif outcome.status == "PRUNED":
+        optuna_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    elif outcome.status == "FINISHED" and value is not None:
+        optuna_study.tell(trial, value)
+    else:
+        trial.set_user_attr("error", outcome.error[:500])
+        optuna_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _settle(study: Study, optuna_study: Any, tracker: Tracker) -> None:
+    """What a killed ``kdbench tune`` left of the study, settled before it goes on: each MLflow run of its
+    trials still RUNNING is marked KILLED; each trial still running is told what its run recorded, when
+    the run ended before the study heard, else failed and not counted."""
+    import optuna
+
+    runs = {r.tags.get("kdbench.trial"): r for r in tracker.runs()
+            if r.tags.get("kdbench.role") == "trial" and r.tags.get("kdbench.study") == study.name}
+    for record in runs.values():
+        if record.status == "RUNNING":
+            tracker.end(record.run_id, "KILLED")
+    for trial in optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        record = runs.get(str(trial.number))
+        outcome = None if record is None else _recorded(study, record, tracker)
+        _tell(optuna.trial.Trial(optuna_study, trial._trial_id), outcome)
+
+
+def _recorded(study: Study, record: RunRecord, tracker: Tracker) -> Outcome | None:
+    """The outcome a trial's finished MLflow run holds, as the runner returned it; ``None`` for one that did
+    not finish (killed, or failed: a failure the study never heard of may be the environment's, such as a
+    full disk, so its trial runs again rather than counting)."""
+    if record.status != "FINISHED":
+        return None
+    if "kdbench.skipped" in record.tags:
+        return Outcome(study.combination, "N/A", record.tags["kdbench.skipped"])
+    if "kdbench.pruned" in record.tags:
+        return Outcome(study.combination, "PRUNED", record.tags["kdbench.pruned"])
+    key = f"val_{study.combination.task.primary_metric}"
+    final = [value for step, value in tracker.history(record.run_id, key) if step == 0]  # epochs log steps 1…
+    return Outcome(study.combination, "FINISHED", metrics={key: final[-1]} if final else {})
 
 
 def tune(tuning: Tuning, runner: Runner) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from kdbench.executors.ray_cluster import NODE_TAG
 from tests.conftest import write_suite
 
 FAULT_PLUGIN = Path(__file__).with_name("fault_plugin.py")
@@ -59,6 +60,7 @@ def test_process_pool_matches_in_process_and_trains_each_teacher_once(cli, isola
     assert len(parallel) == 4
     assert len(list((isolated.parent / "cache" / "teachers").glob("*.pt"))) == 1
     assert [r.data.tags["kdbench.role"] for r in runs_of(store)].count("teacher") == 1, "trained by one job"
+    assert not any(NODE_TAG in r.data.tags for r in runs_of(store)), "a Ray node tag only on Ray's runs"
 
     code, _, err = cli("run", suite, "--tracking-uri", serial)
     assert code == 0, err
@@ -100,6 +102,7 @@ def test_a_dead_ray_worker_is_retried_once(cli, isolated: Path, one_thread, monk
     assert len(results(store)) == 2
     killed = [r for r in runs_of(store) if r.info.status == "KILLED"]
     assert [r.data.tags["kdbench.method"] for r in killed] == ["kd"], "the dead attempt is marked KILLED"
+    assert len({r.data.tags[NODE_TAG] for r in runs_of(store)}) == 1, "every run tagged with the one local node"
 
 
 def test_bad_executor_arguments_are_one_line_errors(cli, tiny_suite) -> None:

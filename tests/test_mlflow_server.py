@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,30 +23,70 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path):
+def session_alive(session: int) -> list[int]:
+    """The live (not zombie) processes of ``session``: a server's own children, and theirs, whatever their group."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:  # ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 3 and int(fields[3]) == session and fields[0] != "Z":
+            alive.append(int(entry.name))
+    return alive
+
+
+def stop_session(process: subprocess.Popen, grace: float = 5.0) -> list[int]:
+    """SIGTERM every process of the session ``process`` leads (started with ``start_new_session``), then SIGKILL
+    what is left: a server's workers too, which killing the process alone leaves running. Returns the pids that
+    outlived both (none, unless something is wrong)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in session_alive(process.pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while session_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    process.wait(timeout=30)
+    return session_alive(process.pid)
+
+
+@contextmanager
+def mlflow_server_on(backend: str, artifacts: Path, log: Path) -> Iterator[str]:
+    """`mlflow server` on the ``backend`` store, its artifacts uploaded through it to ``artifacts`` (as a cluster's
+    workers, which cannot write to the server's disk, send them); its URI, and everything it started stopped after."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--default-artifact-root", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--artifacts-destination",
+             str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # its GenAI job runner: unused
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # its imports alone take 30 s on a busy 2-core machine
         while True:
             try:
                 with urllib.request.urlopen(uri + "/health", timeout=2):
                     break
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("mlflow server did not start within 60 s")
+                    pytest.fail(f"mlflow server did not start within 120 s:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
         yield uri
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        left = stop_session(process)
+        assert not left, f"mlflow server's processes outlived it: {left}"
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    store = f"sqlite:///{tmp_path / 'server.db'}"
+    with mlflow_server_on(store, tmp_path / "artifacts", tmp_path / "server.log") as uri:
+        yield uri
 
 
 @pytest.mark.server

@@ -57,5 +57,18 @@ def test_package_plugin_registers_through_the_entry_point(isolated: Path, entry_
     result = subprocess.run([sys.executable, "-m", "kdbench.cli", *listing[1:3]], cwd=isolated, env=env,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    row = next(line for line in result.stdout.splitlines() if "logit-mse" in line)
+    row = next(line for line in result.stdout.splitlines() if "logit-mse" in line and "│" in line)
     assert "logit-mse" in row.split("│")[3], row  # the plugin column names the entry point
+    # and the listing says which environment ran it and which distribution brought the plugin
+    assert f"python environment: {sys.prefix}" in result.stdout
+    loaded = next(line for line in result.stdout.splitlines() if line.startswith("plugins loaded:"))
+    assert "kdbench-logit-mse==0.1.0 (logit-mse)" in loaded, loaded
+
+
+def test_ci_runs_the_readmes_own_test_command():
+    block = re.search(r"<!-- readme-commands -->\n```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert block, "the README opens with its two commands"
+    quickstart, tests = (line.split("#")[0].strip() for line in block.group(1).strip().splitlines())
+    assert quickstart.startswith("pip install") and quickstart.endswith("kdbench run suites/quickstart.yaml")
+    assert tests.startswith("pip install") and tests.endswith("&& pytest")
+    assert tests in (REPO / ".ci" / "run").read_text().splitlines(), ".ci/run must call the README's test command"

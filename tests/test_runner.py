@@ -170,6 +170,30 @@ def test_stale_running_run_is_marked_killed_and_redone(isolated: Path, cli, tiny
     assert sorted(r.info.status for r in live) == ["FINISHED", "KILLED"]
 
 
+def test_a_teacher_killed_after_its_save_is_resumed_from_the_cache_with_its_curves(isolated: Path, cli, tiny_suite):
+    suite = tiny_suite(methods="[student-only]")
+    assert cli("run", suite)[0] == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{isolated / 'mlflow.db'}")
+    teacher = next(r for r in runs(isolated, "tiny") if r.data.tags["kdbench.role"] == "teacher")
+
+    def curves(run_id: str) -> dict[str, list[tuple[int, float]]]:
+        return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in ("train_loss", "val_nll")}
+
+    logged = curves(teacher.info.run_id)
+    assert [step for step, _ in logged["train_loss"]] == [1]
+    # a process killed after the checkpoint's rename, before its run was recorded: the run is left RUNNING
+    client.delete_run(teacher.info.run_id)
+    client.create_run(teacher.info.experiment_id, tags=teacher.data.tags)
+    code, _, err = cli("run", suite)
+    assert code == 0, err
+    resumed = next(r for r in runs(isolated, "tiny")
+                   if r.data.tags["kdbench.role"] == "teacher" and r.info.status == "FINISHED")
+    assert resumed.data.tags["kdbench.teacher_cache"] == "hit", "evaluated from its checkpoint, not trained again"
+    assert curves(resumed.info.run_id) == logged
+    assert {k: v for k, v in resumed.data.metrics.items() if k.startswith("test_")} == {
+        k: v for k, v in teacher.data.metrics.items() if k.startswith("test_")}
+
+
 def test_runs_carry_the_documented_tags_metrics_and_params(isolated: Path, cli, tiny_suite):
     assert cli("run", tiny_suite(methods="[kd]"))[0] == 0
     distill = next(r for r in runs(isolated, "tiny") if r.data.tags["kdbench.role"] == "distill")

@@ -136,7 +136,7 @@ tune: {{trials: 8}}
                for r in pruned)
 
 
-def test_a_tune_killed_between_trials_then_mid_trial_resumes_to_exactly_the_budget(isolated: Path):
+def test_a_tune_killed_between_trials_then_mid_trial_resumes_to_exactly_the_budget(cli, isolated: Path):
     suite = write_suite(isolated / "bowls.yaml", SUITE.format(trials=3))
     command = [sys.executable, "-m", "kdbench.cli", "tune", str(suite), "--plugin", PLUGIN]
     for kill in ("3", "2:end"):  # as the 3rd trial starts; then, resumed, as its 2nd trial's run ends, untold
@@ -145,10 +145,31 @@ def test_a_tune_killed_between_trials_then_mid_trial_resumes_to_exactly_the_budg
         assert killed.returncode == -9, killed.stderr
     resumed = subprocess.run(command, cwd=isolated, env=dict(os.environ), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    states = sorted([t.state.name for t in trials] for trials in optuna_trials(isolated).values())
-    # each trial running when its process died is failed and not counted; each study ends with exactly 3
-    assert [s.count("COMPLETE") for s in states] == [3, 3] and sorted(s.count("FAIL") for s in states) == [1, 1]
-    assert all(s[-1] == "COMPLETE" and len(s) == 4 for s in states)
+    studies = optuna_trials(isolated)
+    states = sorted([t.state.name for t in trials] for trials in studies.values())
+    # the trial killed as it started is failed and not counted; the one whose run had ended is told what its
+    # run recorded, so it counts: each study ends with exactly 3, and nothing was run twice
+    assert states == [["COMPLETE"] * 3, ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]]
+    client = MlflowClient(tracking_uri=f"sqlite:///{isolated / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("bowls-tune").experiment_id], max_results=500)
+    trial_runs = [r for r in runs if r.data.tags.get("kdbench.role") == "trial"]
+    # the run of the trial killed as it started is KILLED, not left RUNNING
+    assert sorted(r.info.status for r in trial_runs) == ["FINISHED"] * 6 + ["KILLED"]
+    finished = {(r.data.tags["kdbench.study"], int(r.data.tags["kdbench.trial"])): r.data.metrics["val_score"]
+                for r in trial_runs if r.info.status == "FINISHED"}
+    assert finished == {(name, t.number): t.value for name, trials in studies.items() for t in trials
+                        if t.state.name == "COMPLETE"}
+    # and they are the trials an uninterrupted study draws: a trial killed uncounted is drawn again as it was
+    (isolated / "reference").mkdir()
+    store = f"sqlite:///{isolated / 'reference' / 'mlflow.db'}"
+    assert cli("tune", suite, "--plugin", PLUGIN, "--tracking-uri", store)[0] == 0
+    reference = optuna_trials(isolated / "reference")
+
+    def complete(found: dict[str, list]) -> dict[str, list]:
+        return {name: [(t.params, t.value) for t in trials if t.state.name == "COMPLETE"]
+                for name, trials in found.items()}
+
+    assert complete(studies) == complete(reference)
 
 
 def test_a_range_a_method_refuses_is_a_one_line_error_naming_method_and_parameter(cli, isolated: Path):

@@ -65,13 +65,15 @@ _plans: dict[tuple[Any, ...], tuple[Any, dict[str, Combination]]] = {}
 (runner, combinations by key)."""
 
 
-def run_job(job: Job) -> JobResult:
-    """Run one combination in this process; every failure comes back as a FAILED result."""
+def run_job(job: Job, tags: dict[str, str] | None = None) -> JobResult:
+    """Run one combination in this process; every failure comes back as a FAILED result. ``tags`` go on
+    its run: what only the worker knows, such as the Ray node it landed on."""
     os.environ.update(job.environment)
     os.environ["KDBENCH_THREADS"] = str(job.threads)
     torch.set_num_threads(job.threads)
     try:
         runner, by_key = _plan(job)
+        runner.tracker.run_tags = dict(tags or {})
         if job.trial is not None:
             combination = trial_combination(by_key[job.trial.base], job.trial)
             outcome = run_trial(runner, combination, job.trial)

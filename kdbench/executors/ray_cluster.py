@@ -4,7 +4,9 @@ Each job is a Ray task that reserves as many CPUs as it uses threads, so Ray nev
 packs more torch threads onto a node than it has cores. Ray's own task retries are
 off: the scheduler retries a dead worker's job once, the same way for every executor.
 Workers must reach the same tracking server and teacher cache (a shared
-``KDBENCH_CACHE`` folder) as the driver; see the README.
+``KDBENCH_CACHE`` folder) as the driver; see the README. Each run is tagged with the
+id of the node it ran on (``kdbench.ray_node``), so where the cluster put a run, and
+where a lost node's run was retried, can be read back from MLflow.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from kdbench.errors import UserError
 from kdbench.executors.job import Job, JobResult, run_job
 from kdbench.executors.scheduler import Backend, WorkerDied
+
+NODE_TAG = "kdbench.ray_node"
 
 
 class RayCluster(Backend):
@@ -33,7 +37,7 @@ class RayCluster(Backend):
             except (ConnectionError, ValueError, RuntimeError) as error:
                 raise UserError(f"cannot reach the Ray cluster at {address or 'local'}: "
                                 f"{str(error).splitlines()[0]}") from None
-        self.task = ray.remote(**task_options(threads, gpus_per_run))(run_job)
+        self.task = ray.remote(**task_options(threads, gpus_per_run))(run_on_node)
         self.pending: dict[object, str] = {}
 
     def submit(self, job: Job) -> None:
@@ -57,6 +61,13 @@ class RayCluster(Backend):
         self.pending = {}
         if self.started_here:
             self.ray.shutdown()
+
+
+def run_on_node(job: Job) -> JobResult:
+    """``run_job`` as a Ray task, its run tagged with the node the task landed on."""
+    import ray
+
+    return run_job(job, {NODE_TAG: ray.get_runtime_context().get_node_id()})
 
 
 def task_options(threads: int, gpus_per_run: float) -> dict[str, float | int]:
