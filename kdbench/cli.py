@@ -171,17 +171,50 @@ def known_suites() -> list[str]:
     return sorted({p.stem for folder in suites_dirs() if folder.is_dir() for p in folder.glob("*.yaml")})
 
 
-def _registry(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to keep `--help` fast
+def _registry(args: argparse.Namespace, key: str | None = None) -> Registry:
+    """Every plugin loaded (torch with them). What they declare is written to the declarations snapshot when
+    the one there is not for these plugins (``key``: their fingerprint, when already computed) and every
+    plugin imported; when one failed, the snapshot is removed, so the next command says so too."""
+    from kdbench import declarations
     from kdbench.plugin_manager import PluginLoadWarning
     from kdbench.registry import Registry
 
+    key = key or declarations.fingerprint(args.plugin)  # before loading: a file changed meanwhile is stale next time
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PluginLoadWarning)
         registry = Registry.load(args.plugin)
-    for warning in caught:
-        if issubclass(warning.category, PluginLoadWarning):
-            print(f"kdbench: warning: {warning.message}", file=sys.stderr)
+    failed = [warning for warning in caught if issubclass(warning.category, PluginLoadWarning)]
+    for warning in failed:
+        print(f"kdbench: warning: {warning.message}", file=sys.stderr)
+    if failed:
+        declarations.remove()
+    elif declarations.read(key) is None:
+        declarations.write(declarations.Declarations.of(registry), key)
     return registry
+
+
+class _Plugins:
+    """A command's plugins, loaded when first needed: its suites are read and checked before, as far as
+    they can be without them (their fields, then their names against a fresh declarations snapshot)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from kdbench import declarations
+
+        self.args = args
+        self.key = declarations.fingerprint(args.plugin)
+        self.snapshot = declarations.read(self.key)
+        self.registry: Registry | None = None
+
+    def load(self) -> Registry:
+        if self.registry is None:
+            self.registry = _registry(self.args, self.key)
+        return self.registry
+
+    def suite(self, name: str) -> tuple[Path, Suite]:
+        from kdbench.suite import load_suite
+
+        path = resolve_suite(name)
+        return path, load_suite(path, self.load, self.snapshot.names() if self.snapshot else None)
 
 
 def _placement(args: argparse.Namespace) -> tuple[torch.device, Placement]:
@@ -213,17 +246,16 @@ def _expand(path: Path, suite: Suite, registry: Registry) -> list[Combination]:
 def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _plan(args)
+    max_parallel = _max_parallel(args)
+    plugins = _Plugins(args)
+    path, suite = plugins.suite(args.suite)  # before torch, the plugins and the modules below are imported
+    registry = plugins.load()
     from kdbench.console import WIDTH, RichProgress, summary_table
     from kdbench.leaderboard.board import load_board
     from kdbench.leaderboard.store import protocol, protocol_runs
     from kdbench.runner import Runner
-    from kdbench.suite import load_suite
 
     console = Console(width=max(Console().width, WIDTH))
-    max_parallel = _max_parallel(args)
-    registry = _registry(args)
-    path = resolve_suite(args.suite)
-    suite = load_suite(path, registry)
     combinations = _expand(path, suite, registry)
     tracker, cache = _writable_places(args.tracking_uri, suite.name)
     storage = None
@@ -356,18 +388,17 @@ def _failure_lines(failed: list[Outcome], tracker: Tracker) -> list[str]:
 def _plan(args: argparse.Namespace) -> int:
     """Every run's state and the estimated wall time, from the store and the cache as they are: nothing
     trains, nothing is written to either (a probe's runs go to a temporary folder)."""
-    from kdbench.console import WIDTH, plan_table
-    from kdbench.device import resolve
-    from kdbench.estimate import CacheView, Prober, plan, store_runs
-    from kdbench.suite import load_suite
-    from kdbench.tracking import absolute_sqlite, default_tracking_uri
-
     if args.tuned:
         raise UserError("--dry-run does not plan --tuned runs")
     max_parallel = _max_parallel(args)
-    registry = _registry(args)
-    path = resolve_suite(args.suite)
-    suite = load_suite(path, registry)
+    plugins = _Plugins(args)
+    path, suite = plugins.suite(args.suite)  # before torch, the plugins and the modules below are imported
+    registry = plugins.load()
+    from kdbench.console import WIDTH, plan_table
+    from kdbench.device import resolve
+    from kdbench.estimate import CacheView, Prober, plan, store_runs
+    from kdbench.tracking import absolute_sqlite, default_tracking_uri
+
     combinations = _expand(path, suite, registry)
     device = resolve(args.device)
     uri = absolute_sqlite(args.tracking_uri or default_tracking_uri())
@@ -381,16 +412,15 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
+    max_parallel = _max_parallel(args)
+    plugins = _Plugins(args)
+    path, suite = plugins.suite(args.suite)  # before torch, the plugins and the modules below are imported
+    registry = plugins.load()
     from kdbench.console import RichProgress
     from kdbench.runner import Runner
-    from kdbench.suite import load_suite
     from kdbench.tracking import Tracker, trials_experiment
     from kdbench.tuning import Tuning, best, storage_url, studies, tune
 
-    max_parallel = _max_parallel(args)
-    registry = _registry(args)
-    path = resolve_suite(args.suite)
-    suite = load_suite(path, registry)
     trials = args.trials if args.trials is not None else suite.tune.trials
     if trials < 1:
         raise UserError(f"--trials must be at least 1, got {trials}")
@@ -456,11 +486,17 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+    from kdbench import declarations
+
+    key = declarations.fingerprint(args.plugin)
+    declared = declarations.read(key)  # a fresh snapshot answers without loading any plugin
+    if declared is None:
+        registry = _registry(args, key)
+        declared = declarations.read(key) or declarations.Declarations.of(registry)
     console = Console()
     # a plugin installed in another environment (a venv whose own kdbench is not the one on PATH) is
     # missing without a word: say which environment this is and what it loaded
-    loaded = "; ".join(f"{source} ({', '.join(names)})" for source, names in _plugin_sources(registry).items())
+    loaded = "; ".join(f"{source} ({', '.join(names)})" for source, names in declared.sources.items())
     for line in (f"python environment: {sys.prefix} ({sys.executable})", f"plugins loaded: {loaded or 'none'}"):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     sorts = (["tasks", "teachers", "students", "methods", "transforms", "datasets", "suites"] if args.what == "all"
@@ -473,72 +509,31 @@ def _list(args: argparse.Namespace) -> int:
             for name in known_suites():
                 table.add_row(name, "", "", str(resolve_suite(name)))
         else:
-            catalogue = getattr(registry, sort)
-            for name in catalogue.names():
-                entry = catalogue.entries[name]
-                table.add_row(name, _kind_of(sort, entry), catalogue.plugins[name], _describe(entry))
+            for row in declared.rows[sort]:
+                table.add_row(*row)
         console.print(table)
     return 0
 
 
-def _plugin_sources(registry: Registry) -> dict[str, list[str]]:
-    """The loaded plugins by where they come from: the distribution (``name==version``) whose entry point
-    or package holds each, else the file it was read from."""
-    import importlib.metadata as metadata
-
-    from kdbench.plugin_manager import ENTRY_POINT_GROUP
-
-    points = {point.name: point for point in metadata.entry_points(group=ENTRY_POINT_GROUP)}
-    packages = metadata.packages_distributions()
-    sources: dict[str, list[str]] = {}
-    for name, module in registry.manager.list_name_plugin():
-        point = points.get(name)
-        if point is not None and point.dist is not None and point.module == module.__name__:
-            source = f"{point.dist.name}=={point.dist.version}"
-        elif owners := packages.get(module.__name__.partition(".")[0]):
-            source = f"{owners[0]}=={metadata.version(owners[0])}"
-        else:
-            source = f"not installed: {getattr(module, '__file__', module.__name__)}"
-        sources.setdefault(source, []).append(name)
-    return sources
-
-
-def _kind_of(sort: str, entry: object) -> str:
-    if sort == "tasks":
-        return f"{entry.kind} / {entry.modality}"
-    if sort in ("teachers", "students"):
-        return "/".join(entry.kinds) + (f" / {'/'.join(entry.modalities)}" if entry.modalities else "")
-    if sort == "methods":
-        return f"{'/'.join(entry.kinds or ('any kind',))} / {entry.scheme}, needs {entry.needs}"
-    if sort == "transforms":
-        return f"{entry.name}-<{entry.argument}>" if entry.argument else entry.name
-    return ""
-
-
-def _describe(entry: object) -> str:
-    text = getattr(entry, "description", "") or (getattr(entry, "__doc__", "") or "")
-    return text.strip().splitlines()[0] if text.strip() else ""
-
-
 def _leaderboard(args: argparse.Namespace) -> int:
+    plugins = _Plugins(args)
+    _, suite = plugins.suite(args.suite)  # before torch, the plugins and the modules below are imported
+    registry = plugins.load()
     from kdbench.console import WIDTH, summary_table
     from kdbench.leaderboard.store import read
-    from kdbench.suite import load_suite
 
-    registry = _registry(args)
-    suite = load_suite(resolve_suite(args.suite), registry)
     board, _ = read(suite, args.tracking_uri, registry.kinds.entries, registry.manager.hook, tuned=args.tuned)
     Console(width=max(Console().width, WIDTH)).print(summary_table(board))
     return 0
 
 
 def _publish(args: argparse.Namespace) -> int:
+    plugins = _Plugins(args)
+    suites = [plugins.suite(name)[1] for name in args.suites]  # before torch and the plugins are imported
+    registry = plugins.load()
     from kdbench.leaderboard.publish import Stamp, check_clean, publish_suite, task_modalities, write_index
     from kdbench.leaderboard.store import read
-    from kdbench.suite import load_suite
 
-    registry = _registry(args)
-    suites = [load_suite(resolve_suite(name), registry) for name in args.suites]
     boards = [(suite, *read(suite, args.tracking_uri, registry.kinds.entries, registry.manager.hook, args.tuned))
               for suite in suites]
     defaults = {suite.name: read(suite, args.tracking_uri, registry.kinds.entries, registry.manager.hook)[0]

@@ -11,18 +11,20 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
-from kdbench.datasets import DatasetSpec
 from kdbench.errors import PluginError, UserError
-from kdbench.kind import Kind
-from kdbench.method import Method
-from kdbench.model import ModelSpec
 from kdbench.plugin_manager import load_plugins
-from kdbench.task import TaskSpec
-from kdbench.transform import StudentTransform
+
+if TYPE_CHECKING:  # annotations only: reading names (a suite's, `kdbench list`) must not import torch
+    from kdbench.datasets import DatasetSpec
+    from kdbench.kind import Kind
+    from kdbench.method import Method
+    from kdbench.model import ModelSpec
+    from kdbench.task import TaskSpec
+    from kdbench.transform import StudentTransform
 
 T = TypeVar("T")
 

@@ -12,6 +12,7 @@ import itertools
 import math
 import re
 import reprlib
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,6 @@ from kdbench.hashing import canonical_json
 from kdbench.leaderboard.metrics import MODEL_STATS
 from kdbench.recipe import Recipe
 from kdbench.registry import Registry, unknown_name_message
-from kdbench.task import ROLES
 from kdbench.transform import NO_TRANSFORM, parse
 
 
@@ -278,8 +278,16 @@ def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = Fals
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
-def load_suite(path: str | Path, registry: Registry) -> Suite:
-    """Read, parse and validate a suite file against what the plugins offer."""
+def load_suite(path: str | Path, registry: Registry | Callable[[], Registry],
+               declared: Mapping[str, Collection[str]] | None = None) -> Suite:
+    """Read, parse and validate a suite file against what the plugins offer.
+
+    In two stages: first everything that needs no plugin (size, YAML, fields, types, text lengths,
+    the run count), then the names and parameters against ``registry`` — a loaded one, or a
+    function loading it, called only once the first stage passed, so a misspelt field is reported
+    without importing torch. ``declared`` (the names per sort of a fresh declarations snapshot)
+    lets a name no plugin declares be reported before the registry is loaded, too.
+    """
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"{path}: no such suite file")
@@ -317,7 +325,9 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     if runs > MAX_RUNS:
         raise SuiteError(f"{path}: the suite expands to {runs:,} runs, more than the {MAX_RUNS:,} one suite may "
                          "hold (tasks × seeds × pairs × transforms × each method's grid points)")
-    check_names(suite, registry, str(path))
+    if declared is not None:
+        check_declared(suite, declared, str(path))
+    check_names(suite, registry() if callable(registry) else registry, str(path))
     return suite
 
 
@@ -422,12 +432,39 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return text
 
 
+def check_declared(suite: Suite, declared: Mapping[str, Collection[str]], where: str) -> None:
+    """Every task, teacher, student and method name the suite uses is among ``declared`` (names per sort):
+    the checks that need the plugins' names only, made first whether the names come from the loaded
+    registry or from a snapshot of its declarations (``kdbench.declarations``)."""
+
+    def check(field: str, sort: str, name: str) -> None:
+        if name not in declared[f"{sort}s"]:
+            raise SuiteError(f"{where}: {field}: {unknown_name_message(sort, name, declared[f'{sort}s'])}")
+
+    for c, case in enumerate(suite.cases or [None]):
+        prefix = f"cases[{c}]." if case is not None else ""
+        case = case or suite.all_cases()[0]
+        for t, task in enumerate(case.tasks):
+            check(f"{prefix}tasks[{t}].name", "task", task.name)
+        for p, pair in enumerate(case.pairs):
+            for name in pair.teachers:
+                check(f"{prefix}pairs[{p}].teacher", "teacher", name)
+            check(f"{prefix}pairs[{p}].student", "student", pair.student)
+        for m, entry in enumerate(case.methods):
+            check(f"{prefix}methods[{m}].name", "method", entry.name)
+    for name in suite.tune.params:
+        check(f"tune.params.{name}", "method", name)
+
+
 def check_names(suite: Suite, registry: Registry, where: str) -> None:
     """Every task, model and method name is known, and every option and parameter exists."""
+    from kdbench.declarations import names_of
+    from kdbench.task import ROLES  # with torch: only once the plugins are loaded
 
     def fail(field: str, message: str) -> None:
         raise SuiteError(f"{where}: {field}: {message}")
 
+    check_declared(suite, names_of(registry), where)
     for role in ROLES:
         _check_recipe(suite.recipe.get(role, {}), f"recipe.{role}", fail)
     for c, case in enumerate(suite.cases or [None]):

@@ -19,15 +19,15 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from torch import nn
-
 from kdbench.errors import SuiteError
 from kdbench.recipe import Recipe
-from kdbench.task import Task
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: a suite's transforms are read without importing torch
+    from torch import nn
+
     from kdbench.method import Method
     from kdbench.model import ModelSpec
+    from kdbench.task import Task
 
 NO_TRANSFORM = "fp32"
 """The name a suite writes for the student as trained: no transform."""
