@@ -34,6 +34,7 @@ from torch import nn
 
 from kdbench.data_root import files_read
 from kdbench.errors import DiskFullError, UserError, out_of_space
+from kdbench.pids import alive
 
 _HOST = socket.gethostname().replace(".", "-")
 RECORD = "kdbench.json"
@@ -56,7 +57,7 @@ class TeacherCache:
         """
         for temporary in self.root.glob(".*.tmp"):
             parts = temporary.name.split(".")  # '', key, host, pid, random, 'tmp'
-            if len(parts) == 6 and parts[2] == _HOST and parts[3].isdigit() and not _alive(int(parts[3])):
+            if len(parts) == 6 and parts[2] == _HOST and parts[3].isdigit() and not alive(int(parts[3])):
                 temporary.unlink(missing_ok=True)
 
     def path(self, key: str) -> Path:
@@ -119,12 +120,3 @@ def _record(path: Path) -> dict[str, Any]:
     except (zipfile.BadZipFile, OSError, ValueError):
         return {}
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kdbench.errors import UserError
+from kdbench.pids import alive
 
 TAG = "kdbench."
 
@@ -56,6 +60,8 @@ class Tracker:
     def __init__(self, uri: str | None, experiment: str) -> None:
         self.uri = absolute_sqlite(uri or default_tracking_uri())
         _check_reachable(self.uri)
+        if self.uri.startswith("sqlite:///") and ":memory:" not in self.uri:
+            created_whole(Path(self.uri.removeprefix("sqlite:///")), _mlflow_schema)
         from mlflow.tracking import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -175,6 +181,49 @@ class Tracker:
 
     def delete(self, run_id: str) -> None:
         self.client.delete_run(run_id)
+
+
+def created_whole(database: Path, create_schema: Callable[[str], None]) -> None:
+    """Make the SQLite file ``database``, when it is missing, with its schema in full or not at all.
+
+    MLflow and Optuna create their tables on first use, in many statements: a process killed among them
+    leaves a file whose schema is neither absent nor current, which every later command refuses
+    ("out-of-date database schema"). So ``create_schema`` (given a SQLite URL) builds it in a temporary
+    file beside ``database``, which is then hard-linked into place: linking fails if another process
+    made ``database`` meanwhile, whose file is kept. A killed creator leaves only its temporary file,
+    named by host and pid, removed by the next creator on that host once the pid is gone.
+    """
+    if database.exists():
+        return
+    host = socket.gethostname().replace(".", "-")
+    prefix = f".{database.name}.{host}."
+    for left in database.parent.glob(f"{prefix}*.creating"):
+        pid = left.name.removeprefix(prefix).split(".")[0]
+        if pid.isdigit() and not alive(int(pid)):
+            left.unlink(missing_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=database.parent, prefix=f"{prefix}{os.getpid()}.", suffix=".creating")
+    os.close(handle)
+    try:
+        create_schema(f"sqlite:///{temporary}")
+        try:
+            os.link(temporary, database)
+        except FileExistsError:
+            pass  # made by another process meanwhile: theirs is the store
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _mlflow_schema(url: str) -> None:
+    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # the default experiment's artifact root as MLflow would set it; kdbench's own experiments take theirs
+    # from the store each process opens, as before
+    store = SqlAlchemyStore(url, str(Path(DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH).resolve()))
+    store.engine.dispose()
+
 
 
 def _check_reachable(uri: str) -> None:

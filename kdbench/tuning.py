@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from kdbench.errors import IncompatibleCombination, Stopped, UserError
@@ -143,7 +144,13 @@ def rdb(url: str) -> Any:
     """One Optuna storage per URL and process: opening one (an engine, a schema check) costs more than
     a short trial's bookkeeping, and every trial of a process reads and writes through the same."""
     import optuna
+    from sqlalchemy.pool import NullPool
 
+    from kdbench.tracking import created_whole
+
+    if url.startswith("sqlite:///"):  # its schema made whole: a kill among its statements would spoil the file
+        created_whole(Path(url.removeprefix("sqlite:///")),
+                      lambda temporary: optuna.storages.RDBStorage(temporary, engine_kwargs={"poolclass": NullPool}))
     return optuna.storages.RDBStorage(url)
 
 

@@ -57,10 +57,10 @@ def _lenet(widths: tuple[int, int, int, int], batch_norm: bool):  # noqa: ANN202
 KINDS = ("classification",)
 TEACHER_RECIPE = {"optimizer": "adam", "lr": 1e-3, "batch_size": 256, "schedule": "constant"}
 """How DAFL trains its MNIST teacher (DAFL/teacher-train.py: Adam at 1e-3, batches of 256, no schedule; its
-loop runs 9 epochs, the suite sets the count). Not the task's SGD at 0.05 with momentum: a LeNet-5 trained
-that way drives DAFL's generator (Adam at 0.2) into its dead state, every image one constant, within a few
-hundred steps (4 of 6 short probes, against none of 6 for Adam-trained ones), after which the student
-learns one class."""
+loop runs 9 epochs, the suite sets the count), not the task's SGD at 0.05 with momentum. With an SGD-trained
+LeNet-5, DAFL's generator (Adam at 0.2) fell into its dead state, every image one constant, within a few
+hundred steps in 4 of 6 short probes (none of 6 with Adam-trained ones); in full 3-epoch runs it still dies
+with an Adam-trained teacher, only later (suites/datafree-mnist.yaml gives the figures)."""
 LENET5_BN = ModelSpec("lenet5-bn", _lenet((6, 16, 120, 84), batch_norm=True), KINDS, ("vision",),
                       recipe=TEACHER_RECIPE,
                       description="LeNet-5 (6-16-120 convolutions, 84 hidden) with BatchNorm after each "
