@@ -26,22 +26,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from kdbench.executors.ray_cluster import NODE_TAG
-from tests.conftest import write_suite
+from tests.conftest import TINY_DIGITS, write_suite
 from tests.test_mlflow_server import free_port, session_alive, stop_session
 
 pytest.importorskip("ray")
 
-SUITE = """
-name: cluster
-seeds: 4
-tasks: [digits]
-pairs:
-  - {teacher: hinton-mlp-1200, student: mlp-30}
-methods: [student-only, kd]
-recipe:
-  teacher: {epochs: 1}
-  student: {epochs: 60}
-"""
+SUITE = TINY_DIGITS.format(name="cluster", seeds=4, methods="[student-only, kd]").replace(
+    "student: {epochs: 1}", "student: {epochs: 60}")  # long enough that the worker's raylet dies mid-run
 COMBINATIONS = 4 * (1 + 2)  # a teacher and two students per seed
 RAY_ENVIRONMENT = {
     "RAY_AUTH_MODE": "disabled",
