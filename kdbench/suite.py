@@ -476,8 +476,6 @@ def check_names(suite: Suite, registry: Registry, where: str) -> None:
                           f"{where}: {prefix}transforms")
         for t, task in enumerate(case.tasks):
             field = f"{prefix}tasks[{t}]"
-            if task.name not in registry.tasks:
-                fail(f"{field}.name", unknown_name_message("task", task.name, registry.tasks.names()))
             known = registry.tasks.get(task.name).options
             for option in task.options:
                 if option not in known:
@@ -486,17 +484,10 @@ def check_names(suite: Suite, registry: Registry, where: str) -> None:
             field = f"{prefix}pairs[{p}]"
             if isinstance(pair.teacher, list) and not pair.teacher:
                 fail(f"{field}.teacher", "expected a teacher name or a non-empty list of them")
-            for name in pair.teachers:
-                if name not in registry.teachers:
-                    fail(f"{field}.teacher", unknown_name_message("teacher", name, registry.teachers.names()))
-            if pair.student not in registry.students:
-                fail(f"{field}.student", unknown_name_message("student", pair.student, registry.students.names()))
         runs: dict[tuple[str, str], str] = {}
         """Each method run of the case, by its name and resolved parameters, with the field listing it."""
         for m, entry in enumerate(case.methods):
             field = f"{prefix}methods[{m}]"
-            if entry.name not in registry.methods:
-                fail(f"{field}.name", unknown_name_message("method", entry.name, registry.methods.names()))
             method = registry.methods.get(entry.name)
             for key in [*entry.params, *entry.grid]:
                 if key not in method.defaults:
@@ -591,9 +582,6 @@ def _check_tune(suite: Suite, registry: Registry, fail: Any) -> None:
             fail(f"tune.recipe.{name}", str(error))
         for end in distribution.ends():
             _check_recipe({name: end}, f"tune.recipe.{name}", fail)
-    for name in suite.tune.params:
-        if name not in registry.methods:
-            fail(f"tune.params.{name}", unknown_name_message("method", name, registry.methods.names()))
     given: dict[str, dict[str, Any]] = {}  # what the suite sets for each method, e.g. takd's assistant
     for case in suite.all_cases():
         for entry in case.methods:
