@@ -262,14 +262,20 @@ class Prober:
 def _sliced(task: Task) -> Task:
     """``task`` whose training epochs stop after ``PROBE_BATCHES`` batches, or later while they are younger
     than ``PROBE_SECONDS``; everything else as it is (a teacher's outputs are still computed over the
-    whole training split, as the run will)."""
+    whole training split, as the run will).
+
+    The slicing is a subclass, not a patched attribute: a method that makes its own copy of the task
+    with other splits (specialists relabels them) must get that copy's batches, sliced, not the
+    original's."""
+
+    class Sliced(type(task)):  # type: ignore[misc, valid-type]
+        def batches(self, split: str, recipe: object, generator: torch.Generator | None) -> Iterator[Batch]:
+            found = super().batches(split, recipe, generator)
+            return _while_probing(found) if split == "train" and recipe is not None else found
+
+    Sliced.__name__ = Sliced.__qualname__ = type(task).__name__
     sliced = copy.copy(task)
-
-    def first_batches(split: str, recipe: object, generator: torch.Generator | None) -> Iterator[Batch]:
-        found = task.batches(split, recipe, generator)
-        return _while_probing(found) if split == "train" and recipe is not None else found
-
-    sliced.batches = first_batches  # type: ignore[method-assign]
+    sliced.__class__ = Sliced
     return sliced
 
 

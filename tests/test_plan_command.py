@@ -132,6 +132,15 @@ def test_the_plan_and_the_runner_apply_one_rule(isolated: Path) -> None:
     assert not done, "--rerun runs everything again"
 
 
+def test_a_method_that_copies_the_task_is_probed_on_its_copy(cli, tiny_suite) -> None:
+    """specialists trains each specialist on a relabelled copy of the task: the probe's slicing must follow
+    the copy (it once read the original's labels, 0-9, into a specialist's 2-class head and failed)."""
+    code, out, err = cli("plan", tiny_suite(methods="[{name: specialists, params: {clusters: 9}}]"))
+    assert code == 0, err
+    row = labels(out)["digits · mlp-30 · specialists · seed 0"]
+    assert row.rstrip().endswith("probe") and "probe failed" not in row, row
+
+
 def test_n_a_runs_and_start_dependencies_are_shown(cli, isolated: Path) -> None:
     suite = write_suite(isolated / "init.yaml", """
 name: init
