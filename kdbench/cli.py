@@ -21,7 +21,7 @@ from kdbench.errors import IncompatibleCombination, SuiteError, UserError
 if TYPE_CHECKING:
     import torch
 
-    from kdbench.executors import Placement
+    from kdbench.executors import Placement, Workers
     from kdbench.plan import Combination
     from kdbench.registry import Registry
     from kdbench.runner import Outcome
@@ -249,6 +249,30 @@ def _run(args: argparse.Namespace) -> int:
     max_parallel = _max_parallel(args)
     plugins = _Plugins(args)
     path, suite = plugins.suite(args.suite)  # before torch, the plugins and the modules below are imported
+    from kdbench.tracking import absolute_sqlite, default_tracking_uri
+
+    uri = absolute_sqlite(args.tracking_uri or default_tracking_uri())
+    storage = None
+    if args.tuned:
+        from kdbench.tuning import storage_url
+
+        storage = args.storage or storage_url(uri)
+    device, placement = _placement(args)
+    workers = None
+    if args.executor != "inprocess":  # warming while this process plans; released below if nothing is left to run
+        from kdbench.executors import start_workers
+
+        workers = start_workers(args.executor, path, args.plugin, max_parallel, uri, suite.name, address=args.address,
+                                storage=storage, placement=placement, rerun=args.rerun)
+    try:
+        return _run_started(args, path, suite, plugins, uri, storage, device, workers)
+    finally:
+        if workers is not None:
+            workers.close()
+
+
+def _run_started(args: argparse.Namespace, path: Path, suite: Suite, plugins: _Plugins, uri: str, storage: str | None,
+                 device: torch.device, workers: Workers | None) -> int:
     registry = plugins.load()
     from kdbench.console import WIDTH, RichProgress, summary_table
     from kdbench.leaderboard.board import load_board
@@ -257,14 +281,11 @@ def _run(args: argparse.Namespace) -> int:
 
     console = Console(width=max(Console().width, WIDTH))
     combinations = _expand(path, suite, registry)
-    tracker, cache = _writable_places(args.tracking_uri, suite.name)
-    storage = None
+    tracker, cache = _writable_places(uri, suite.name)
     if args.tuned:
-        from kdbench.tuning import storage_url, tuned
+        from kdbench.tuning import tuned
 
-        storage = args.storage or storage_url(tracker.uri)
         combinations = tuned(suite, combinations, storage)
-    device, placement = _placement(args)
     # failures are listed once, after the board, with where their tracebacks are
     with RichProgress(Console(stderr=True), total=len(combinations), live_failures=False) as progress:
         runner = Runner(registry, tracker, cache, progress=progress, rerun=args.rerun, device=device)
@@ -274,11 +295,10 @@ def _run(args: argparse.Namespace) -> int:
                           + (" (--rerun runs them again)" if not todo else ""))
             progress.bars.advance(progress.overall, len(done))
         executor = runner
-        if args.executor != "inprocess" and todo:
+        if workers is not None and todo:
             from kdbench.executors import parallel_runner
 
-            executor = parallel_runner(args.executor, runner, path, args.plugin, max_parallel, args.address, storage,
-                                       placement)
+            executor = parallel_runner(runner, workers)
         interrupted = False
         try:
             outcomes = executor.run(todo)
@@ -441,10 +461,11 @@ def _tune(args: argparse.Namespace) -> int:
         progress.bars.advance(progress.overall, len(done))
         parallel = args.executor != "inprocess"
         if parallel and todo:
-            from kdbench.executors import parallel_runner
+            from kdbench.executors import parallel_runner, start_workers
 
-            outcomes = parallel_runner(args.executor, runner, path, args.plugin, max_parallel, args.address,
-                                       placement=placement).run(todo)
+            outcomes = parallel_runner(runner, start_workers(args.executor, path, args.plugin, max_parallel,
+                                                             tracker.uri, suite.name, address=args.address,
+                                                             placement=placement)).run(todo)
         else:
             outcomes = runner.run(todo)
         failed = [o for o in outcomes if o.status != "FINISHED"]
@@ -457,10 +478,11 @@ def _tune(args: argparse.Namespace) -> int:
                               device=device)
         tuning = Tuning(chosen, storage, trials, suite.tune.seed, suite.tune.epochs, trial_runner.tracker)
         if parallel:
-            from kdbench.executors import trial_scheduler
+            from kdbench.executors import start_workers, trial_scheduler
 
-            scheduler = trial_scheduler(args.executor, trial_runner, tuning, path, args.plugin, max_parallel,
-                                        args.address, placement)
+            scheduler = trial_scheduler(trial_runner, tuning, start_workers(
+                args.executor, path, args.plugin, max_parallel, tracker.uri, trial_runner.tracker.experiment_name,
+                address=args.address, placement=placement))
             scheduler.run()
             given_up = scheduler.given_up
         else:

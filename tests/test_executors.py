@@ -15,6 +15,7 @@ from kdbench.executors.ray_cluster import NODE_TAG
 from tests.conftest import write_suite
 
 FAULT_PLUGIN = Path(__file__).with_name("fault_plugin.py")
+RECORDING_PLUGIN = Path(__file__).with_name("recording_plugin.py")
 SUITE = """
 name: parallel
 seeds: 1
@@ -103,6 +104,49 @@ def test_a_dead_ray_worker_is_retried_once(cli, isolated: Path, one_thread, monk
     killed = [r for r in runs_of(store) if r.info.status == "KILLED"]
     assert [r.data.tags["kdbench.method"] for r in killed] == ["kd"], "the dead attempt is marked KILLED"
     assert len({r.data.tags[NODE_TAG] for r in runs_of(store)}) == 1, "every run tagged with the one local node"
+
+
+def records(path: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """From the recording plugin's file: registry loads per process id, and each run's process by what it trained."""
+    loads: dict[str, int] = {}
+    ran: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        what, pid, *run = line.split(" ")
+        if what == "load":
+            loads[pid] = loads.get(pid, 0) + 1
+        else:
+            ran[" ".join(run)] = pid
+    return loads, ran
+
+
+def test_pool_workers_prepare_before_their_first_job_and_run_on_that_plan(cli, isolated: Path, one_thread,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teacher, then its kd student: one worker at a time is ever busy, so without warming the pool starts
+    one worker, when the teacher's job is sent. Warmed, both start at once and load the plugins (building
+    their plans) with no job sent; the runs then reuse those plans, loading nothing again."""
+    monkeypatch.setenv("KDBENCH_TEST_LOADS", str(isolated / "loads.txt"))
+    suite = write_suite(isolated / "parallel.yaml", SUITE.replace("[student-only, kd, dkd]", "[kd]"))
+    code, _, err = cli("run", suite, "--plugin", RECORDING_PLUGIN, "--executor", "process", "--max-parallel", "2")
+    assert code == 0, err
+    loads, ran = records(isolated / "loads.txt")
+    workers = {pid: count for pid, count in loads.items() if pid != str(os.getpid())}
+    assert len(workers) == 2 and set(workers.values()) == {1}, f"two workers, one load each: {loads}"
+    assert set(ran) == {"teacher hinton-mlp-1200", "distill mlp-30"} and set(ran.values()) <= set(workers), ran
+
+
+def test_closing_the_pool_while_its_workers_prepare_leaves_no_process(isolated: Path, one_thread,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver stops before its first job (an error in its plan, nothing left to run): the workers still
+    preparing are stopped, not waited for."""
+    from kdbench.executors import start_workers
+
+    suite = write_suite(isolated / "parallel.yaml", SUITE)
+    workers = start_workers("process", suite, [], 2, f"sqlite:///{isolated / 'runs.db'}",
+                            "parallel")
+    processes = [w.process for w in workers.backend.idle]
+    assert len(processes) == 2 and all(p.is_alive() for p in processes)
+    workers.close()
+    assert not any(p.is_alive() for p in processes)
 
 
 def test_bad_executor_arguments_are_one_line_errors(cli, tiny_suite) -> None:

@@ -24,7 +24,8 @@ from kdbench.tuning import TrialSpec, Tuning
 
 EXECUTORS = ("inprocess", "process", "ray")
 
-JobMaker = Callable[[Combination, dict[str, str], TrialSpec | None], Job]
+JobMaker = Callable[[Combination | None, dict[str, str], TrialSpec | None], Job]
+"""A combination (``None``: the warming job, which names none), the teachers failed so far, a trial."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,30 @@ class Placement:
         return cls("cuda", gpus=tuple(ids))
 
 
-def _backend(executor: str, runner: Runner, suite: Path, plugins: list[str], max_parallel: int,
-             address: str | None, storage: str | None, placement: Placement) -> tuple[Backend, JobMaker]:
-    """The workers of ``executor`` and how to describe a combination (or a trial) to them."""
+@dataclass(frozen=True)
+class Workers:
+    """A started backend, warming, and how to describe a combination (or a trial) to it."""
+
+    backend: Backend
+    make_job: JobMaker
+    max_parallel: int
+
+    def close(self) -> None:
+        """Release the workers (again, harmlessly, after a runner has)."""
+        self.backend.close()
+
+
+def start_workers(executor: str, suite: Path, plugins: list[str], max_parallel: int, tracking_uri: str,
+                  experiment: str, *, address: str | None = None, storage: str | None = None,
+                  placement: Placement = Placement(), rerun: bool = False) -> Workers:
+    """``max_parallel`` workers of ``executor`` for the runs of ``suite`` logged to ``experiment`` at
+    ``tracking_uri``, each already preparing its plan (``Backend.warm``) when this returns.
+
+    Start them before the driver loads its plugins and plans: a fresh worker spends its first seconds
+    on the same imports, plugins and datasets the driver is then busy with, and those seconds come
+    before every suite's first run (on this 2-core machine the larger part of a short Ray
+    invocation's fixed cost; ``bench_ray_speedup`` prints it)."""
     threads = worker_threads(max_parallel)
-    runner.tracker.ensure_experiment()  # created once here, not raced by the workers
     if executor == "ray":
         from kdbench.executors.ray_cluster import RayCluster
 
@@ -76,30 +96,28 @@ def _backend(executor: str, runner: Runner, suite: Path, plugins: list[str], max
     plugin_args = tuple(str(Path(p).resolve()) if Path(p).is_file() else p for p in plugins)
     environment = forwarded_environment()
 
-    def make_job(combination: Combination, failed_dependencies: dict[str, str], trial: TrialSpec | None = None) -> Job:
-        return Job(suite=str(suite.resolve()), plugins=plugin_args, tracking_uri=runner.tracker.uri,
-                   experiment=runner.tracker.experiment_name, key=combination.key, threads=threads,
-                   rerun=runner.rerun, environment=environment, failed_dependencies=failed_dependencies,
-                   storage=storage, trial=trial, device=placement.device)
+    def make_job(combination: Combination | None, failed_dependencies: dict[str, str],
+                 trial: TrialSpec | None = None) -> Job:
+        return Job(suite=str(suite.resolve()), plugins=plugin_args, tracking_uri=tracking_uri, experiment=experiment,
+                   key="" if combination is None else combination.key, threads=threads, rerun=rerun,
+                   environment=environment, failed_dependencies=failed_dependencies, storage=storage, trial=trial,
+                   device=placement.device)
 
-    return backend, make_job
-
-
-def parallel_runner(executor: str, runner: Runner, suite: Path, plugins: list[str], max_parallel: int,
-                    address: str | None = None, storage: str | None = None,
-                    placement: Placement = Placement()) -> ParallelRunner:
-    """A runner that spreads combinations over ``max_parallel`` workers of ``executor``."""
-    backend, make_job = _backend(executor, runner, suite, plugins, max_parallel, address, storage, placement)
-    return ParallelRunner(runner, backend, make_job, max_parallel)
+    backend.warm(make_job(None, {}), max_parallel)
+    return Workers(backend, make_job, max_parallel)
 
 
-def trial_scheduler(executor: str, runner: Runner, tuning: Tuning, suite: Path, plugins: list[str],
-                    max_parallel: int, address: str | None = None,
-                    placement: Placement = Placement()) -> TrialScheduler:
-    """Runs ``tuning``'s trials on ``max_parallel`` workers of ``executor``; ``runner`` logs to the tuning
-    experiment."""
-    backend, make_job = _backend(executor, runner, suite, plugins, max_parallel, address, None, placement)
-    return TrialScheduler(runner, tuning, backend, make_job, max_parallel)
+def parallel_runner(runner: Runner, workers: Workers) -> ParallelRunner:
+    """A runner that spreads combinations over ``workers`` (started for ``runner``'s experiment)."""
+    runner.tracker.ensure_experiment()  # created once here, not raced by the workers' runs
+    return ParallelRunner(runner, workers.backend, workers.make_job, workers.max_parallel)
 
 
-__all__ = ["EXECUTORS", "ParallelRunner", "Placement", "TrialScheduler", "parallel_runner", "trial_scheduler"]
+def trial_scheduler(runner: Runner, tuning: Tuning, workers: Workers) -> TrialScheduler:
+    """Runs ``tuning``'s trials on ``workers`` (started for the tuning experiment ``runner`` logs to)."""
+    runner.tracker.ensure_experiment()
+    return TrialScheduler(runner, tuning, workers.backend, workers.make_job, workers.max_parallel)
+
+
+__all__ = ["EXECUTORS", "ParallelRunner", "Placement", "TrialScheduler", "Workers", "parallel_runner", "start_workers",
+           "trial_scheduler"]

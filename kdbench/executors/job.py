@@ -68,9 +68,7 @@ _plans: dict[tuple[Any, ...], tuple[Any, dict[str, Combination]]] = {}
 def run_job(job: Job, tags: dict[str, str] | None = None) -> JobResult:
     """Run one combination in this process; every failure comes back as a FAILED result. ``tags`` go on
     its run: what only the worker knows, such as the Ray node it landed on."""
-    os.environ.update(job.environment)
-    os.environ["KDBENCH_THREADS"] = str(job.threads)
-    torch.set_num_threads(job.threads)
+    _enter(job)
     try:
         runner, by_key = _plan(job)
         runner.tracker.run_tags = dict(tags or {})
@@ -90,6 +88,24 @@ def run_job(job: Job, tags: dict[str, str] | None = None) -> JobResult:
         return JobResult(job.key, outcome.status, outcome.error, outcome.metrics)
     except Exception as error:  # e.g. the suite no longer loads in the worker
         return JobResult(job.key, "FAILED", f"{type(error).__name__}: {error}".splitlines()[0][:500])
+
+
+def prepare(job: Job) -> None:
+    """Build this worker's plan for ``job``'s suite before its first run arrives (imports, plugins, datasets,
+    tracking client: most of a fresh worker's first seconds), while the driver is still planning. A failure
+    is left for the first real job to report."""
+    _enter(job)
+    try:
+        _plan(job)
+    except Exception:  # noqa: BLE001 - the same error comes back, reported, with the first run
+        pass
+
+
+def _enter(job: Job) -> None:
+    """The driver's environment and the job's threads, in this worker, whatever its host started it with."""
+    os.environ.update(job.environment)
+    os.environ["KDBENCH_THREADS"] = str(job.threads)
+    torch.set_num_threads(job.threads)
 
 
 def _plan(job: Job) -> tuple[Any, dict[str, Combination]]:

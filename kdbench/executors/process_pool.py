@@ -14,17 +14,27 @@ import os
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
-from kdbench.executors.job import Job, JobResult, run_job
+from kdbench.executors.job import Job, JobResult, prepare, run_job
 from kdbench.executors.scheduler import Backend, WorkerDied
 
 
+class _Warm:
+    """Sent to a new worker: ``prepare`` for ``job``'s suite, and answer nothing."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+
 def _serve(connection: Connection) -> None:
-    """A worker's life: run jobs until told to stop (``None``)."""
+    """A worker's life: prepare when asked, run jobs until told to stop (``None``)."""
     while True:
-        job = connection.recv()
-        if job is None:
+        message = connection.recv()
+        if message is None:
             return
-        connection.send(run_job(job))
+        if isinstance(message, _Warm):
+            prepare(message.job)
+        else:
+            connection.send(run_job(message))
 
 
 class _Worker:
@@ -65,7 +75,15 @@ class ProcessPool(Backend):
         held = [w.gpu for w in self.idle + self.busy if w.process.is_alive()]
         return min(self.gpus, key=lambda gpu: (held.count(gpu), self.gpus.index(gpu)))
 
+    def warm(self, job: Job, workers: int) -> None:
+        for _ in range(min(workers, self.size) - len(self.idle) - len(self.busy)):
+            worker = _Worker(self.context, self._next_gpu())
+            worker.connection.send(_Warm(job))
+            self.idle.append(worker)
+
     def submit(self, job: Job) -> None:
+        while self.idle and not self.idle[-1].process.is_alive():  # died warming, or idle
+            self.idle.pop().process.join()
         worker = self.idle.pop() if self.idle else _Worker(self.context, self._next_gpu())
         worker.key = job.key
         worker.connection.send(job)
@@ -88,8 +106,8 @@ class ProcessPool(Backend):
         return ended
 
     def close(self, interrupted: bool = False) -> None:
-        for worker in self.busy if interrupted else []:
-            worker.process.kill()
+        for worker in [*(self.busy if interrupted else []), *(w for w in self.idle if w.key is None)]:
+            worker.process.kill()  # a worker that never ran a job may still be preparing: nothing of it to keep
         for worker in self.idle:
             try:
                 worker.connection.send(None)

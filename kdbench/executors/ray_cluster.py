@@ -12,7 +12,7 @@ where a lost node's run was retried, can be read back from MLflow.
 from __future__ import annotations
 
 from kdbench.errors import UserError
-from kdbench.executors.job import Job, JobResult, run_job
+from kdbench.executors.job import Job, JobResult, prepare, run_job
 from kdbench.executors.scheduler import Backend, WorkerDied
 
 NODE_TAG = "kdbench.ray_node"
@@ -38,7 +38,14 @@ class RayCluster(Backend):
                 raise UserError(f"cannot reach the Ray cluster at {address or 'local'}: "
                                 f"{str(error).splitlines()[0]}") from None
         self.task = ray.remote(**task_options(threads, gpus_per_run))(run_on_node)
+        self.prepare = ray.remote(**task_options(threads, gpus_per_run))(prepare)
         self.pending: dict[object, str] = {}
+        self.warming: list[object] = []
+
+    def warm(self, job: Job, workers: int) -> None:
+        """Ray keeps a worker process for later tasks of the same resources, so the runs land on workers
+        that hold the plan (on a cluster larger than ``workers`` slots, some may land on others)."""
+        self.warming = [self.prepare.remote(job) for _ in range(workers)]
 
     def submit(self, job: Job) -> None:
         self.pending[self.task.remote(job)] = job.key
@@ -56,9 +63,9 @@ class RayCluster(Backend):
 
     def close(self, interrupted: bool = False) -> None:
         if interrupted:
-            for ref in self.pending:
+            for ref in [*self.pending, *self.warming]:
                 self.ray.cancel(ref, force=True)
-        self.pending = {}
+        self.pending, self.warming = {}, []
         if self.started_here:
             self.ray.shutdown()
 

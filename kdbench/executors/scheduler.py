@@ -35,6 +35,11 @@ class Backend(ABC):
     """Where jobs run. ``wait`` blocks until at least one submitted job ends."""
 
     @abstractmethod
+    def warm(self, job: Job, workers: int) -> None:
+        """Start ``workers`` workers now and have each ``prepare`` for ``job``'s suite, without waiting: a job
+        submitted to a worker still preparing runs once it is ready, on the plan it built."""
+
+    @abstractmethod
     def submit(self, job: Job) -> None: ...
 
     @abstractmethod
