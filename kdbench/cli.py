@@ -407,7 +407,8 @@ def _failure_lines(failed: list[Outcome], tracker: Tracker) -> list[str]:
 
 def _plan(args: argparse.Namespace) -> int:
     """Every run's state and the estimated wall time, from the store and the cache as they are: nothing
-    trains, nothing is written to either (a probe's runs go to a temporary folder)."""
+    trains, no run or checkpoint is written to either (a probe's go to a temporary folder; the plugins'
+    declarations snapshot is written as by every command that loads them)."""
     if args.tuned:
         raise UserError("--dry-run does not plan --tuned runs")
     max_parallel = _max_parallel(args)

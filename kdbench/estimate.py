@@ -1,5 +1,6 @@
 """What a suite will do and about how long it will take, before anything trains: ``kdbench plan``
-(and ``kdbench run --dry-run``), which writes nothing to the MLflow store or the cache.
+(and ``kdbench run --dry-run``), which writes nothing to the MLflow store and no checkpoint to the cache
+(only what every command that loads the plugins writes: their declarations snapshot).
 
 A combination's state comes from ``run_state``, the one rule ``Runner.pending`` applies as well, so
 the plan says what ``run`` will do. Its wall time comes, in this order of preference, from
