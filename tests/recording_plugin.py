@@ -1,6 +1,6 @@
 """A kdbench plugin that writes down which process loaded the plugins and which ran each run, for the
 executor tests: ``KDBENCH_TEST_LOADS`` names the file, one ``load PID`` line per registry load (the
-``kdbench_tasks`` hook is called once per load) and one ``run PID LABEL`` line per run start."""
+``kdbench_tasks`` hook is called once per load) and one ``run PID ROLE MODEL`` line per run start."""
 
 from __future__ import annotations
 

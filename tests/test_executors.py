@@ -134,15 +134,13 @@ def test_pool_workers_prepare_before_their_first_job_and_run_on_that_plan(cli, i
     assert set(ran) == {"teacher hinton-mlp-1200", "distill mlp-30"} and set(ran.values()) <= set(workers), ran
 
 
-def test_closing_the_pool_while_its_workers_prepare_leaves_no_process(isolated: Path, one_thread,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_closing_the_pool_while_its_workers_prepare_leaves_no_process(isolated: Path, one_thread) -> None:
     """The driver stops before its first job (an error in its plan, nothing left to run): the workers still
     preparing are stopped, not waited for."""
     from kdbench.executors import start_workers
 
     suite = write_suite(isolated / "parallel.yaml", SUITE)
-    workers = start_workers("process", suite, [], 2, f"sqlite:///{isolated / 'runs.db'}",
-                            "parallel")
+    workers = start_workers("process", suite, [], 2, f"sqlite:///{isolated / 'runs.db'}", "parallel")
     processes = [w.process for w in workers.backend.idle]
     assert len(processes) == 2 and all(p.is_alive() for p in processes)
     workers.close()
